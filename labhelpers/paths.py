@@ -1,0 +1,17 @@
+"""Where things live, from one place, so notebooks run from any working directory."""
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT / "data"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+#: The tiny Llama-architecture base model the project builds itself (``make base-model``).
+BASE_MODEL_DIR = DATA_DIR / "tiny-llama-base"
+#: The generated phrase -> tone dataset (train/validation/test JSONL).
+TONE_DATA_DIR = DATA_DIR / "tone"
+
+
+def runs_dir() -> Path:
+    """Root of all run folders; ``LAB_RUNS_DIR`` moves it (e.g. to a shared disk in a workshop)."""
+    return Path(os.environ.get("LAB_RUNS_DIR", REPO_ROOT / "runs"))

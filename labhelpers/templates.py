@@ -1,0 +1,89 @@
+"""Text and chat templates, EOS handling and response-only label masking.
+
+Two ways to turn a row into training text, both used in the course:
+- Olive-style text templates with ``{field}`` placeholders (``render_template``);
+- the tokenizer's own chat template (``chat_texts``), the safer default for instruct models,
+  because inference then uses exactly the format training used.
+"""
+
+from __future__ import annotations
+
+import string
+
+from .errors import DataError
+
+IGNORE_INDEX = -100  # positions the loss skips (PyTorch's cross-entropy default)
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{field}`` names a template uses, in order."""
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+
+
+def render_template(template: str, row: dict, where: str = "row") -> str:
+    """Fill ``{field}`` placeholders from ``row``; an unknown field names the columns there are."""
+    missing = [f for f in template_fields(template) if f not in row]
+    if missing:
+        raise DataError(f"{where}: template field(s) {missing} not in the data; its columns are "
+                        f"{sorted(row)}. Rename the placeholder or the column.")
+    return template.format(**{k: row[k] for k in template_fields(template)})
+
+
+def chat_texts(tokenizer, prompt: str, answer: str | None = None, system: str | None = None) -> tuple[str, str | None]:
+    """``(prompt_text, full_text)`` written by the tokenizer's chat template.
+
+    ``prompt_text`` ends with the assistant tag (what generation starts from); ``full_text`` adds the
+    answer and the end-of-turn token (what training sees). ``full_text`` is None without an answer.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError("this tokenizer has no chat template; use a text template (render_template) "
+                        "or a model with a chat template")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    prompt_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if answer is None:
+        return prompt_text, None
+    full = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": answer}], tokenize=False)
+    return prompt_text, full
+
+
+def with_single_eos(text: str, eos: str, start: int = 0) -> str:
+    """Make ``text[start:]`` hold the EOS token exactly once, at the end if it had none.
+
+    Without EOS the model never learns to stop (endless generation); twice, it learns to stop early.
+    """
+    n = text[start:].count(eos)
+    if n == 0:
+        return text + eos
+    if n > 1:
+        raise DataError(f"the answer part holds EOS {eos!r} {n} times: {text[start:]!r}; it must end once")
+    return text
+
+
+def tokenize_example(tokenizer, prompt_text: str, full_text: str, max_length: int = 256,
+                     response_only: bool = True, add_special_tokens: bool = False) -> dict:
+    """Token ids, attention mask and labels for one example.
+
+    ``response_only`` masks the prompt's tokens with -100 so the loss is the answer's alone. The
+    prompt's tokens must be a prefix of the full text's tokens; if a tokenizer merges across the
+    boundary the mask would be wrong, so that raises instead.
+    """
+    full_text = with_single_eos(full_text, tokenizer.eos_token, start=len(prompt_text))
+    ids = tokenizer(full_text, add_special_tokens=add_special_tokens)["input_ids"]
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=add_special_tokens)["input_ids"]
+    if ids[: len(prompt_ids)] != prompt_ids:
+        raise DataError(f"the prompt's tokens are not a prefix of the full text's tokens for {prompt_text!r}: "
+                        "end the prompt on a token boundary (e.g. put the space before the answer "
+                        "in the answer, not the prompt)")
+    if len(ids) > max_length:
+        raise DataError(f"example is {len(ids)} tokens, over max_length={max_length}: raise max_length or "
+                        f"shorten the text ({full_text[:60]!r}...)")
+    labels = list(ids)
+    if response_only:
+        labels[: len(prompt_ids)] = [IGNORE_INDEX] * len(prompt_ids)
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def show_trained_tokens(tokenizer, example: dict) -> list[tuple[str, bool]]:
+    """``[(token, trained?)]`` for one tokenized example: what the loss actually sees."""
+    tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
+    return [(t, lab != IGNORE_INDEX) for t, lab in zip(tokens, example["labels"])]
