@@ -193,6 +193,10 @@ def build_base_model(out_dir: str | Path, spec: BaseModelSpec | None = None, for
                 "build_seconds": round(time.time() - t0, 1), "torch": torch.__version__}
         (tmp / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
         (tmp / "README.md").write_text(_model_card(info))
+        # mkdtemp makes a private folder; the model is meant to be shared and read by anyone.
+        tmp.chmod(0o755)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

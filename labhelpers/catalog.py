@@ -1,0 +1,9 @@
+"""The course's notebooks: title and expected time on a 2-core laptop CPU (one place for README, 00 and tests)."""
+
+#: notebook stem -> title, one-line summary, minutes on 2 CPU cores with the default parameters.
+NOTEBOOKS = {
+    "00_setup": {"title": "Setup check", "cpu_minutes": 1,
+                 "summary": "versions, hardware, dtype, which models fit this machine's memory"},
+    "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 2,
+                "summary": "LoRA on the tiny base for the tone task; compare with the base model"},
+}
