@@ -10,7 +10,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_RUNS := $(CURDIR)/build/test-runs
 
-.PHONY: venv course test lab base-model data constraints clean
+.PHONY: venv course test lab base-model data notebooks constraints clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,10 @@ lab: venv
 
 base-model: venv
 	$(VPY) -m labhelpers.basemodel --out data/tiny-llama-base --force
+
+# Notebooks are written from their sources in tools/notebooks/ (plain Python, reviewable diffs).
+notebooks: venv
+	for f in tools/notebooks/nb_*.py; do $(VPY) $$f || exit 1; done
 
 data: venv
 	$(VPY) -m labhelpers.datasets_gen --out data/tone

@@ -57,3 +57,38 @@ def test_starts_with_title(path):
 def test_writes_metrics(path):
     code = "\n".join(_source(c) for c in _load(path)["cells"] if c["cell_type"] == "code")
     assert "write_metrics" in code, f"{path.name}: must end by calling labhelpers.runs.write_metrics"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_sees_every_parameter(path):
+    """papermill skips a parameter line it cannot parse (e.g. '=' inside a comment): -p would then be ignored."""
+    import ast
+
+    import papermill
+
+    cell = next(c for c in _load(path)["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse(_source(cell)).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    inferred = set(papermill.inspect_notebook(str(path)))
+    assert assigned == inferred, f"{path.name}: papermill cannot parse the lines for {sorted(assigned - inferred)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_matches_its_source(path):
+    """notebooks/NN_x.ipynb is written by tools/notebooks/nb_NN_x.py: edit the source, then regenerate."""
+    import importlib.util
+
+    src = NOTEBOOKS_DIR.parent / "tools" / "notebooks" / f"nb_{path.stem}.py"
+    assert src.is_file(), f"{path.name}: no source {src}"
+    spec = importlib.util.spec_from_file_location(src.stem, src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import sys
+
+    sys.path.insert(0, str(src.parents[1]))
+    try:
+        from nbtool import render_notebook
+    finally:
+        sys.path.pop(0)
+    assert render_notebook(mod.CELLS) == path.read_text(encoding="utf-8"), (
+        f"{path.name} differs from {src.name}: run `make notebooks` (edit the source, not the .ipynb)")

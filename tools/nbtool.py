@@ -11,7 +11,8 @@ from pathlib import Path
 import nbformat
 
 
-def write_notebook(path: str | Path, cells: list[str]) -> None:
+def render_notebook(cells: list[str]) -> str:
+    """The .ipynb text for ``cells`` (no outputs, stable cell ids)."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
@@ -28,5 +29,9 @@ def write_notebook(path: str | Path, cells: list[str]) -> None:
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{i:02d}"  # stable ids keep diffs small
     nbformat.validate(nb)
-    Path(path).write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
-    print(f"wrote {path} ({len(nb.cells)} cells)", file=sys.stderr)
+    return nbformat.writes(nb) + "\n"
+
+
+def write_notebook(path: str | Path, cells: list[str]) -> None:
+    Path(path).write_text(render_notebook(cells), encoding="utf-8")
+    print(f"wrote {path} ({len(cells)} cells)", file=sys.stderr)

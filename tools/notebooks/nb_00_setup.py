@@ -18,8 +18,9 @@ for parameter-efficient fine-tuning: **memory**, not compute, decides what you c
 **Chapter:** Hardware and memory requirements; Types of fine-tuning.
 ''', r'''%% parameters
 # Parameters: papermill sets these (-p name value).
-model_name = ""    # "" = the embedded tiny Llama; or a preset ("smollm2-135m", ...), a hub id or a folder
-output_dir = ""    # "" = a new folder under runs/; an existing non-empty folder is refused
+# (no "=" in these comments: papermill reads each line as one assignment)
+model_name = ""    # empty: the embedded tiny Llama; or a preset ("smollm2-135m", ...), a hub id or a folder
+output_dir = ""    # empty: a new folder under runs/; an existing non-empty folder is refused
 ''', r'''
 import importlib
 import shutil

@@ -18,9 +18,12 @@ on a laptop CPU. Notebook 09 runs the Olive command itself.
 **Chapter:** Types of fine-tuning → LoRA; Example 1 (Olive CLI basic fine-tuning).
 ''', r'''%% parameters
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
-model_name = ""            # "" = the embedded tiny Llama; or a preset ("smollm2-135m", "qwen2.5-0.5b",
-                           # "llama-3.2-1b", "phi-3.5-mini"), a hub id ("org/name") or a local folder
-method = "lora"            # "lora", or "qlora" (4-bit base; notebook 03 explains it)
+# model_name: empty means the embedded tiny Llama; or a preset (smollm2-135m, qwen2.5-0.5b, llama-3.2-1b,
+# phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained.
+# output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
+# min_accuracy: "auto" asserts at least 0.90 on the default run; a number sets the bar; None only reports.
+model_name = ""
+method = "lora"            # lora, or qlora (4-bit base; notebook 03 explains it)
 max_steps = 300
 learning_rate = 1e-3
 lora_r = 8
@@ -29,9 +32,9 @@ lora_dropout = 0.05
 target_modules = "all-linear"  # or a list such as ["q_proj", "v_proj"]
 batch_size = 8
 seed = 0
-output_dir = ""            # "" = a new folder under runs/; an existing non-empty folder is refused
+output_dir = ""
 n_test = 200               # held-out phrases to score
-min_accuracy = "auto"      # "auto": assert >= 0.90 on the default run; a number; or None to only report
+min_accuracy = "auto"
 trust_remote_code = False  # only for models whose code you have read
 ''', r'''
 # Check every parameter before any work: a wrong one stops here with a message that names it.
