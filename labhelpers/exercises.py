@@ -93,3 +93,58 @@ def check_weight_memory(answer_mb, n_params: int, bytes_per_param: int = 4) -> F
     else:
         hint = "weights take parameters x bytes per parameter (fp32: 4); then divide by 10^6 for MB."
     return Feedback(False, hint)
+
+
+def check_nf4_gigabytes(answer, n_params: float = 8e9) -> Feedback:
+    """Exercise 03: GB (10^9 bytes) of NF4 + double-quantization weights for ``n_params`` weights."""
+    if answer is None:
+        return Feedback(None, "replace None with your number of GB, then run the cell again.")
+    per_weight = 0.5 + 1 / 64 + 4 / (64 * 256)
+    truth = n_params * per_weight / 1e9
+    if not isinstance(answer, (int, float)):
+        return Feedback(False, "give a number of GB, e.g. 3.5")
+    if abs(answer - truth) <= 0.01 * truth:
+        return Feedback(True, f"{truth:.2f} GB: 0.5 byte for the code + 1/64 for the 8-bit absmax + "
+                              f"4/(64*256) for its fp32 scale = {per_weight:.4f} byte per weight.")
+    if abs(answer - n_params * 0.5 / 1e9) <= 0.005 * truth:
+        hint = "you counted the 4-bit codes only; each block of 64 weights also stores its scale (absmax)."
+    elif abs(answer - n_params * (0.5 + 4 / 64) / 1e9) <= 0.005 * truth:
+        hint = "that is NF4 without double quantization (fp32 absmax); double quantization stores it in 8 bits."
+    elif abs(answer - n_params * 4 / 1e9) <= 0.01 * n_params * 4 / 1e9:
+        hint = "that is fp32 (4 bytes per weight); a 4-bit code is half a byte."
+    elif abs(answer - truth * 1e9 / 2**30) <= 0.01 * truth:
+        hint = "that is GiB (2^30 bytes); the question asks for GB (10^9 bytes)."
+    else:
+        hint = "per weight: 4 bits = 0.5 byte, plus 1 byte per 64 weights, plus 4 bytes per 64*256 weights."
+    return Feedback(False, hint)
+
+
+def check_full_finetune_gib(answer_gib, n_params: float = 7e9) -> Feedback:
+    """Exercise 01: GiB for weights + gradients + AdamW state when fully fine-tuning ``n_params``
+    parameters in bf16 mixed precision (no activations): 2 + 2 + 12 = 16 bytes per parameter."""
+    if answer_gib is None:
+        return Feedback(None, "replace None with your number of GiB, then run the cell again.")
+    if isinstance(answer_gib, bool) or not isinstance(answer_gib, (int, float)):
+        return Feedback(False, f"answer_gib should be a number of GiB, got {type(answer_gib).__name__} {answer_gib!r}.")
+    gib = 2**30
+
+    def near(n_bytes, unit=gib) -> bool:
+        return abs(answer_gib - n_bytes / unit) <= 0.02 * n_bytes / unit
+
+    truth = 16 * n_params / gib
+    if near(16 * n_params):
+        return Feedback(True, f"{truth:.0f} GiB: bf16 weights (2) + bf16 gradients (2) + fp32 master copy (4) + "
+                              "two fp32 AdamW moments (8) = 16 bytes per parameter, before activations.")
+    if near(16 * n_params, 1e9):
+        hint = "that is GB (10^9 bytes); the question asks for GiB (2^30 bytes)."
+    elif near(12 * n_params):
+        hint = "close: you left out one term. Mixed precision keeps an fp32 master copy of the weights too."
+    elif near(2 * n_params):
+        hint = "that is the bf16 weights alone; training also stores gradients and AdamW's state."
+    elif near(4 * n_params):
+        hint = "weights and gradients are there; AdamW keeps two fp32 moments per parameter as well."
+    elif near(8 * n_params) or near(10 * n_params):
+        hint = "AdamW's two moments are fp32 (4 bytes each), and mixed precision adds an fp32 master copy."
+    else:
+        hint = "add bytes per parameter: weights 2, gradients 2, fp32 master copy 4, AdamW moments 4 + 4."
+    return Feedback(False, hint)

@@ -58,3 +58,49 @@ def test_non_numbers_are_named(answer):
 
 def test_feedback_renders_in_notebooks():
     assert Feedback(True, "x")._repr_markdown_() == "**Correct: x**"
+
+
+# --- 02: LoRA parameter count -------------------------------------------------------------
+
+def test_lora_parameter_checker(tiny_model):
+    from labhelpers.exercises import check_lora_parameters, lora_extra_parameters
+
+    truth = lora_extra_parameters(tiny_model, 16, ["q_proj", "v_proj"])
+    assert truth > 0
+    assert check_lora_parameters(None, tiny_model).ok is None
+    assert check_lora_parameters(truth, tiny_model).ok is True
+    assert "rank r" in check_lora_parameters(truth // 16, tiny_model).message
+    layers = tiny_model.config.num_hidden_layers
+    assert "one layer of each kind" in check_lora_parameters(truth // layers, tiny_model).message
+    frozen = sum(m.weight.numel() for n, m in tiny_model.named_modules() if n.endswith(("q_proj", "v_proj")))
+    assert "frozen weights" in check_lora_parameters(frozen, tiny_model).message
+    assert check_lora_parameters(truth + 1, tiny_model).ok is False
+
+
+def test_lora_count_matches_peft(tiny_model):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from labhelpers.exercises import lora_extra_parameters
+
+    peft_model = get_peft_model(copy.deepcopy(tiny_model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    assert peft_model.get_nb_trainable_parameters()[0] == lora_extra_parameters(tiny_model, 4, ["q_proj", "v_proj"])
+
+
+# --- 03: NF4 memory ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("answer, ok, hint", [
+    (None, None, "replace None"),
+    (4.127, True, "byte per weight"),
+    (4.0, False, "codes only"),
+    (4.5, False, "without double quantization"),
+    (32.0, False, "fp32"),
+    (3.844, False, "GiB"),
+    (7.0, False, "per weight"),
+])
+def test_nf4_checker(answer, ok, hint):
+    from labhelpers.exercises import check_nf4_gigabytes
+
+    fb = check_nf4_gigabytes(answer, n_params=8e9)
+    assert fb.ok is ok and hint in fb.message, fb.message
