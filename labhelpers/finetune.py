@@ -1,0 +1,238 @@
+"""Run a YAML run config end to end: load -> validate -> template -> split -> LoRA -> Trainer -> evaluate -> save.
+
+From a shell: ``python -m labhelpers finetune --config run.yaml [--resume]``; from a notebook:
+``finetune.run("run.yaml")`` (or a ``RunConfig``). Everything a run makes goes into one run folder:
+``report.json`` (data validation), ``config.yaml`` (what ran), ``checkpoints/`` (for ``--resume``),
+``adapter/`` (LoRA weights + tokenizer), ``metrics.json``. An existing, non-empty folder is refused
+unless resuming; a finished run (one with metrics.json) is never resumed over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import data as data_mod
+from .errors import ConfigError, DataError, OverwriteError
+from .runconfig import RunConfig, load_config
+from .templates import IGNORE_INDEX, render_template, template_fields, tokenize_example
+
+
+# ---------------------------------------------------------------------------------------- templates
+def split_template(template: str) -> tuple[str, str]:
+    """``(prompt_part, answer_part)``: the answer starts at the last ``{field}``, and takes the
+    whitespace before it (so " {output}" is trained the way the base model saw the words)."""
+    fields = template_fields(template)
+    if len(fields) < 2:
+        raise ConfigError(f"text_template {template!r} needs a prompt field and, last, the response field")
+    idx = template.rindex("{" + fields[-1])
+    prompt = template[:idx].rstrip()
+    return prompt, template[len(prompt):]
+
+
+def texts(template: str, tokenizer, row: dict, where: str = "row") -> tuple[str, str]:
+    """``(prompt_text, full_text)`` of one row under a text template, with BOS in front if the
+    tokenizer has one and the template does not start with it."""
+    prompt_t, answer_t = split_template(template)
+    bos = tokenizer.bos_token or ""
+    if bos and template.startswith(bos):
+        bos = ""
+    prompt = bos + render_template(prompt_t, row, where)
+    return prompt, prompt + render_template(answer_t, row, where)
+
+
+def encode(template: str, tokenizer, row: dict, max_seq_len: int, response_only: bool = True,
+           where: str = "row") -> dict:
+    """Token ids / mask / labels for one row (EOS once; prompt masked; truncated to ``max_seq_len``)."""
+    prompt, full = texts(template, tokenizer, row, where)
+    ex = tokenize_example(tokenizer, prompt, full, max_length=10**9, response_only=response_only)
+    return {k: v[:max_seq_len] for k, v in ex.items()}
+
+
+def answers(model, tokenizer, template: str, rows: list[dict], max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+    """Greedy answers to rows' prompts under ``template``."""
+    from .generation import generate_answers
+
+    prompts = [texts(template, tokenizer, r)[0] for r in rows]
+    return generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+# -------------------------------------------------------------------------------------- run folders
+def run_folder(cfg: RunConfig, resume: bool = False) -> Path:
+    """The folder a config writes into: refused if it holds anything, unless resuming a stopped run."""
+    from .paths import runs_dir
+    from .runs import new_run_dir
+
+    if not cfg.output_dir:
+        if resume:
+            raise ConfigError(f"{cfg.source}: --resume needs output_dir set to the run folder to continue")
+        return new_run_dir("finetune")
+    path = Path(cfg.output_dir).expanduser()
+    if not path.is_absolute():
+        path = runs_dir() / path
+    if path.exists() and not path.is_dir():
+        raise OverwriteError(f"output_dir {path} is a file; choose a new output_dir")
+    busy = path.is_dir() and any(path.iterdir())
+    if resume:
+        if (path / "metrics.json").exists():
+            raise OverwriteError(f"{path} holds a finished run (metrics.json); refusing to resume over it. "
+                                 "Choose a new output_dir for a new run.")
+        if last_checkpoint(path) is None:
+            raise ConfigError(f"--resume: no checkpoint in {path / 'checkpoints'} to continue from; run without "
+                              "--resume (into a new output_dir)")
+        return path
+    if busy:
+        raise OverwriteError(f"output_dir {path} already exists and is not empty; refusing to overwrite it. "
+                             "Pass --resume to continue its last checkpoint, or choose a new output_dir.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def last_checkpoint(run_dir: str | Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    ck = Path(run_dir) / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+# -------------------------------------------------------------------------------------------- run
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    model: object
+    tokenizer: object
+    splits: object
+    report: data_mod.Report
+    config: RunConfig
+
+
+def _read_all(files: list[str]) -> data_mod.Records:
+    parts = [data_mod.read_records(f) for f in files]
+    if len(parts) == 1:
+        return parts[0]
+    return data_mod.Records(", ".join(p.source for p in parts), [r for p in parts for r in p.rows],
+                            [l for p in parts for l in p.lines])
+
+
+def prepare_data(cfg: RunConfig, tokenizer):
+    """Read, validate (stop on errors) and split: ``(DatasetDict(train, validation), counts, report)``."""
+    train = _read_all(cfg.train_files)
+    evald = _read_all(cfg.eval_files) if cfg.eval_files else None
+    fields = template_fields(cfg.text_template)
+    unknown = [f for f in fields if f not in train.columns]
+    if unknown:
+        raise DataError(f"{cfg.source}: text_template uses {{{unknown[0]}}} but {train.source} has no such column "
+                        f"(columns: {', '.join(train.columns)}). Rename the placeholder or the column.")
+    prompt_t, _ = split_template(cfg.text_template)
+    report = data_mod.validate(train, required=fields, label_field=cfg.lab["label_field"],
+                               template=cfg.text_template, tokenizer=tokenizer, max_seq_len=cfg.max_seq_len,
+                               others={"eval": evald} if evald is not None else None)
+    report.raise_for_errors()
+    if evald is not None:
+        import datasets
+
+        splits = datasets.DatasetDict(train=train.to_dataset(), validation=evald.to_dataset())
+        counts = None
+    else:
+        splits, counts = data_mod.split(train, validation=cfg.lab["validation_fraction"],
+                                        label_field=cfg.lab["label_field"], seed=cfg.lab["seed"])
+    return splits, counts, report
+
+
+class _Progress:
+    """A Trainer callback printing one line per logging step (works in shells and notebooks)."""
+
+    def __new__(cls, log):
+        from transformers import TrainerCallback
+
+        class Progress(TrainerCallback):
+            def __init__(self):
+                self.t0 = time.perf_counter()
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if log and logs and ("loss" in logs or "eval_loss" in logs):
+                    part = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "eval_loss"))
+                    log(f"step {state.global_step}/{state.max_steps}  {part}  ({time.perf_counter() - self.t0:.0f} s)")
+
+        return Progress()
+
+
+def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunResult:
+    """Run a config end to end (see the module docstring); returns the run folder, metrics and model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
+                              TrainingArguments, set_seed)
+
+    from .runconfig import dump_config
+    from .runs import write_metrics
+    from .textmetrics import exact_match
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    out = run_folder(cfg, resume)
+    log = log or (lambda *a: None)
+    log(f"run folder: {out}{' (resuming)' if resume else ''}")
+    ta = cfg.training_args
+    set_seed(ta["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    splits, counts, report = prepare_data(cfg, tokenizer)
+    (out / "report.json").write_text(json.dumps({"summary": report.summary(), "label_counts": report.label_counts,
+                                                 "issues": [str(i) for i in report.issues]}, indent=2))
+    if not resume:
+        dump_config(cfg.raw, out / "config.yaml")
+    log(f"data: {len(splits['train'])} train / {len(splits['validation'])} validation rows, "
+        f"{len(report.warnings)} warning(s)")
+
+    def enc(row):
+        return encode(cfg.text_template, tokenizer, row, cfg.max_seq_len, cfg.lab["response_only"])
+
+    tok_train = splits["train"].map(enc, remove_columns=splits["train"].column_names)
+    tok_val = splits["validation"].map(enc, remove_columns=splits["validation"].column_names)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+    lc = cfg.lora
+    model = get_peft_model(model, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["lora_dropout"],
+                                             target_modules=lc["target_modules"], modules_to_save=lc["modules_to_save"],
+                                             task_type="CAUSAL_LM"))
+    trainable, total = model.get_nb_trainable_parameters()
+    log(f"LoRA r={lc['r']} alpha={lc['alpha']}: {trainable:,} of {total:,} parameters train")
+    eval_steps = ta["eval_steps"]
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
+        per_device_train_batch_size=ta["per_device_train_batch_size"],
+        per_device_eval_batch_size=ta["per_device_eval_batch_size"],
+        gradient_accumulation_steps=ta["gradient_accumulation_steps"], lr_scheduler_type=ta["lr_scheduler_type"],
+        warmup_ratio=ta["warmup_ratio"], weight_decay=ta["weight_decay"], max_grad_norm=ta["max_grad_norm"],
+        logging_steps=ta["logging_steps"], save_strategy="steps", save_steps=ta["save_steps"],
+        save_total_limit=ta["save_total_limit"], eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps, seed=ta["seed"], data_seed=ta["seed"], report_to="none", use_cpu=True,
+        disable_tqdm=True, dataloader_num_workers=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+                      callbacks=[_Progress(log)])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
+    t0 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    seconds = time.perf_counter() - t0
+    eval_loss = trainer.evaluate()["eval_loss"]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    rows = splits["validation"].select(range(min(cfg.lab["eval_samples"], len(splits["validation"])))).to_list()
+    preds = answers(model, tokenizer, cfg.text_template, rows, max_new_tokens=cfg.lab["max_new_tokens"])
+    em = exact_match(preds, [str(r[cfg.response_field]) for r in rows])
+    model.save_pretrained(out / "adapter")
+    tokenizer.save_pretrained(out / "adapter")
+    metrics = {"eval_loss": eval_loss, "exact_match": em, "final_train_loss": losses[-1] if losses else float("nan"),
+               "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+               "train_rows": len(tok_train), "validation_rows": len(tok_val), "trainable_params": trainable,
+               "data_warnings": len(report.warnings), "truncated_rows": report.n_truncated()}
+    write_metrics(out, metrics, params=cfg.to_dict(), notebook=None)
+    log(f"done in {seconds:.0f} s: eval_loss {eval_loss:.4f}, exact match {em:.3f} on {len(rows)} validation rows; "
+        f"adapter in {out / 'adapter'}")
+    return RunResult(out, metrics, model, tokenizer, splits, report, cfg)
