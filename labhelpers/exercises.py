@@ -148,3 +148,24 @@ def check_full_finetune_gib(answer_gib, n_params: float = 7e9) -> Feedback:
     else:
         hint = "add bytes per parameter: weights 2, gradients 2, fp32 master copy 4, AdamW moments 4 + 4."
     return Feedback(False, hint)
+
+
+def check_error_lines(answer, report) -> Feedback:
+    """Exercise 04: the line numbers a validation report's *errors* point at (warnings do not stop a run)."""
+    if answer is None:
+        return Feedback(None, "replace None with a list of line numbers, then run the cell again.")
+    if isinstance(answer, (int, str)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in answer):
+        return Feedback(False, f"answer should be a list of line numbers (integers), got {answer!r}.")
+    truth = sorted({i.line for i in report.errors if i.line is not None})
+    got = sorted(set(answer))
+    if got == truth:
+        return Feedback(True, f"lines {truth}: these stop training; duplicates and long rows are warnings you decide on.")
+    warn_lines = {i.line for i in report.warnings}
+    extra, missing = sorted(set(got) - set(truth)), sorted(set(truth) - set(got))
+    if extra and set(extra) <= warn_lines:
+        hint = f"lines {extra} only have warnings (level 'warning'): they are reported, not fatal."
+    elif missing:
+        hint = f"{len(missing)} error line(s) missing; filter report.to_frame() on level == 'error'."
+    else:
+        hint = f"lines {extra} have no error; read the 'line' column of the errors only."
+    return Feedback(False, hint)

@@ -238,3 +238,47 @@ def fits(estimate: dict, available_gib: float, headroom: float = 0.8) -> bool:
     if not available_gib > 0:
         raise ConfigError(f"available_gib={available_gib!r} must be a positive number of GiB")
     return estimate["total_gib"] <= headroom * available_gib
+
+
+# --- shapes for the calculator: free model sizes and LoRA's parameter count -----------------------------
+
+#: Llama-family models keep hidden/layers near 128 (7B: 4096/32, 13B: 5120/40, 70B: 8192/80 = 102).
+HIDDEN_PER_LAYER = 128
+DEFAULT_VOCAB = 32000
+MIN_PARAMS_B, MAX_PARAMS_B = 0.1, 70.0
+
+
+def shape_for_params(params_b: float, vocab_size: int = DEFAULT_VOCAB) -> dict:
+    """A Llama-like shape for a free size in billions of parameters (what ``preset_shape`` returns).
+
+    A decoder layer with a SwiGLU MLP of width 8/3 h holds 4h^2 (attention) + 8h^2 (MLP) = 12 h^2
+    parameters; with hidden ~ 128 x layers, 12 h^3 / 128 + 2 x vocab x h (untied embeddings) = n_params.
+    We solve for h (rounded to a multiple of 64), then set layers = n_params' share / 12 h^2. Real models
+    differ in detail (grouped-query attention, wider MLPs); the memory estimate depends mostly on the
+    parameter count, and on h x layers for activations, which this keeps.
+    """
+    ok = isinstance(params_b, (int, float)) and not isinstance(params_b, bool)
+    if not ok or not MIN_PARAMS_B <= params_b <= MAX_PARAMS_B:
+        raise ConfigError(f"params_b={params_b!r} must be a number of billions of parameters between "
+                          f"{MIN_PARAMS_B} and {MAX_PARAMS_B} (e.g. 7 for a 7 B model)")
+    _positive_int("vocab_size", vocab_size)
+    n = params_b * 1e9
+    h = 64.0
+    for _ in range(60):  # fixed point of h = (128 (n - 2 v h) / 12)^(1/3)
+        h = max(64.0, (HIDDEN_PER_LAYER * max(n - 2 * vocab_size * h, n * 0.05) / 12) ** (1 / 3))
+    h = max(64, int(round(h / 64)) * 64)
+    emb = 2 * vocab_size * h
+    layers = max(1, round((n - emb) / (12 * h * h)))
+    return {"n_params": int(round(n)), "n_layers": layers, "hidden": h, "intermediate": int(round(LLAMA_MLP_RATIO * h)),
+            "vocab": vocab_size, "n_embedding": emb}
+
+
+def lora_trainable_params(shape: dict, r: int = 16) -> int:
+    """Parameters LoRA (rank ``r``, all 7 linear layers of each Llama block) adds to a model of ``shape``.
+
+    r x (in + out) per adapted layer: q, k, v, o (h -> h; an upper bound with grouped-query attention),
+    gate and up (h -> i) and down (i -> h).
+    """
+    _positive_int("lora_r", r)
+    h, i = shape["hidden"], shape["intermediate"]
+    return shape["n_layers"] * r * (4 * (h + h) + 3 * (h + i))

@@ -1,0 +1,106 @@
+"""The memory calculator: the pure table function, its errors, and the widget wiring."""
+
+import pytest
+
+from labhelpers import memory
+from labhelpers.errors import ConfigError
+from labhelpers.widgets import CUSTOM, calculator_table, memory_calculator
+
+GIB = memory.GIB
+
+
+def _total(**kw):
+    return calculator_table(available_gib=16.0, **kw)["estimate"]["total_gib"]
+
+
+def test_table_has_the_parts_and_they_add_up():
+    r = calculator_table("llama-3.2-1b", method="lora", precision="bf16", seq_len=512, batch_size=2, available_gib=16.0)
+    t = r["table"]
+    assert list(t.index) == ["weights", "gradients", "optimizer state", "activations", "total"]
+    assert t.loc["total", "GiB"] == pytest.approx(t["GiB"].iloc[:4].sum())
+    assert r["text"].startswith("llama-3.2-1b, lora, bf16, batch 2 x seq 512")
+    # It is the documented estimate, not a copy of it: same numbers as estimate_for_preset with LoRA's count.
+    shape = memory.preset_shape("llama-3.2-1b")
+    ref = memory.estimate_for_preset("llama-3.2-1b", "lora", "bf16", seq_len=512, batch_size=2,
+                                     trainable_params=memory.lora_trainable_params(shape, 16), lora_dropout=0.05)
+    assert r["estimate"]["total_gib"] == pytest.approx(ref["total_gib"])
+
+
+@pytest.mark.parametrize("change", [
+    dict(method="full"), dict(precision="fp32"), dict(seq_len=1024), dict(batch_size=4), dict(lora_r=64),
+    dict(model="qwen2.5-0.5b"), dict(gradient_checkpointing=True),
+])
+def test_every_input_changes_the_result(change):
+    base = dict(model="llama-3.2-1b", method="lora", precision="bf16", seq_len=512, batch_size=1, lora_r=16)
+    assert _total(**(base | change)) != pytest.approx(_total(**base))
+
+
+def test_sizes_order_methods_and_memory():
+    kw = dict(model="llama-3.2-1b", precision="bf16", seq_len=256, batch_size=1)
+    full, lora, qlora = (_total(method=m, **kw) for m in ("full", "lora", "qlora"))
+    assert qlora < lora < full
+    assert _total(**(kw | dict(seq_len=512, method="lora"))) > lora   # longer sequences: more activations
+
+
+def test_custom_sizes_grow_with_params_and_match_shape():
+    small = _total(model=CUSTOM, params_b=1.0, method="full", precision="bf16")
+    big = _total(model=CUSTOM, params_b=7.0, method="full", precision="bf16")
+    assert 5 < big / small < 9
+    s = memory.shape_for_params(7.0)
+    assert 28 <= s["n_layers"] <= 36 and 3840 <= s["hidden"] <= 4480   # Llama-2-7B: 32 x 4096
+    assert memory.shape_for_params(13.0)["hidden"] == 5120            # Llama-2-13B's hidden size
+
+
+def test_qlora_65b_headline():
+    """QLoRA paper: 65 B fits a 48 GB GPU with QLoRA; 16-bit full fine-tuning needs hundreds of GB."""
+    kw = dict(model=CUSTOM, params_b=65, precision="bf16", seq_len=512, batch_size=1, lora_r=64,
+              gradient_checkpointing=True, available_gib=48 * 1e9 / GIB)
+    q = calculator_table(method="qlora", **kw)
+    f = calculator_table(method="full", **kw)
+    assert q["estimate"]["total_gib"] * GIB < 48e9
+    assert f["estimate"]["total_gib"] * GIB > 300e9 and not f["fits"]
+
+
+def test_fits_follows_available_memory():
+    kw = dict(model="smollm2-135m", method="lora", precision="fp32", seq_len=256, batch_size=1)
+    total = _total(**kw)
+    assert calculator_table(available_gib=total * 2, **kw)["fits"]
+    assert not calculator_table(available_gib=total * 1.1, **kw)["fits"]   # 80 % headroom
+    r = calculator_table(**kw)   # this machine
+    assert r["available_gib"] > 0 and r["where"]
+
+
+@pytest.mark.parametrize("kw,name", [
+    (dict(model=CUSTOM, params_b=0.05), "params_b"), (dict(model=CUSTOM, params_b=100), "params_b"),
+    (dict(model=CUSTOM, params_b=None), "params_b"), (dict(model=CUSTOM, params_b=-1), "params_b"),
+    (dict(model="gpt-9"), "model"), (dict(method="sft"), "method"), (dict(precision="int3"), "precision"),
+    (dict(seq_len=0), "seq_len"), (dict(batch_size=-2), "batch_size"), (dict(lora_r=0), "lora_r"),
+])
+def test_bad_input_names_the_parameter(kw, name):
+    with pytest.raises(ConfigError, match=name):
+        calculator_table(**({"available_gib": 8.0} | kw))
+
+
+def test_widget_builds_and_redraws():
+    pytest.importorskip("ipywidgets")
+    box = memory_calculator(model="llama-3.2-1b", method="lora", available_gib=16.0)
+    out = box.output
+    first = out.value
+    assert "<table" in first and "llama-3.2-1b, lora" in first
+    assert box.controls["params_b"].disabled            # only used for the custom size
+    box.controls["method"].value = "full"
+    assert out.value != first and "llama-3.2-1b, full" in out.value
+    box.controls["model"].value = CUSTOM
+    assert not box.controls["params_b"].disabled and "B (Llama-like shape)" in out.value
+    before = out.value
+    box.controls["params_b"].value = 30.0
+    assert out.value != before
+
+
+def test_widget_shows_bad_input_as_a_message():
+    pytest.importorskip("ipywidgets")
+    box = memory_calculator(available_gib=16.0)
+    box.controls["seq_len"].value = 0
+    assert "seq_len=0" in box.output.value and "<table" not in box.output.value
+    box.controls["seq_len"].value = 128                   # and it recovers
+    assert "<table" in box.output.value
