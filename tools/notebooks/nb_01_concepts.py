@@ -250,7 +250,10 @@ How to read it:
   every parameter: 3 × 14.75 MB ≈ 44 MB here. The PEFT methods' growth is almost all activations: about
   100 KB per token on this model (a third of it the 2,048-way output layer), times 8 rows of ~30 tokens.
   At real sequence lengths and model sizes, activations grow with batch × sequence × layers × hidden
-  (the calculator in section 6 shows it).
+  (the calculator in section 6 shows it). PEFT saves the *per-parameter* memory, not activations: at
+  16 × 256 tokens on this tiny model, LoRA with dropout even needs more than full fine-tuning
+  (`bench/methods.py`), because dropout keeps a copy of every adapted layer's input. On real models
+  the per-parameter part dominates; for activations the tool is gradient checkpointing.
 - **Seconds per step:** on this tiny model all methods cost about the same; QLoRA dequantizes the
   4-bit weights in every forward and backward pass, which costs time on a CPU.
 - **Disk:** a PEFT method saves only its adapter; full fine-tuning saves a whole model per task.
