@@ -211,7 +211,8 @@ plots.bar_compare({k: v["accuracy"] for k, v in results.items()}, "held-out accu
 if bar is not None:
     assert q_scores["accuracy"] >= bar, f"QLoRA accuracy {q_scores['accuracy']:.3f} < {bar}"
     if compare_lora:
-        assert abs(q_scores["accuracy"] - results["LoRA"]["accuracy"]) <= 0.05, "QLoRA should match LoRA within 5 points"
+        # The claim: a 4-bit base costs little accuracy. QLoRA may do better than LoRA, not worse by > 5 points.
+        assert q_scores["accuracy"] >= results["LoRA"]["accuracy"] - 0.05, "QLoRA should be within 5 points of LoRA"
 ''', r'''%% md
 ## 5 · Where the memory goes
 
@@ -265,7 +266,8 @@ print(exercises.check_nf4_gigabytes(answer, n_params=8e9))
   full precision.
 - Gradient checkpointing and batch 1 × accumulation 16 trade time for memory; the optimizer still
   sees an effective batch of 16.
-- QLoRA matches LoRA on held-out accuracy here, while the frozen base takes a fraction of the memory.
+- QLoRA is as accurate as LoRA here (within a few points either way), while the frozen base takes a
+  fraction of the memory.
 
 Next: **04 · custom data** (your own JSON/CSV and a YAML run config).
 ''', r'''
