@@ -6,8 +6,8 @@ NOTEBOOKS = {
                  "summary": "versions, hardware, dtype, which models fit this machine's memory"},
     "01_concepts": {"title": "What fine-tuning changes: full vs LoRA vs QLoRA vs adapters", "cpu_minutes": 3,
                     "summary": "transfer learning; four methods measured side by side; low-rank updates; memory calculator"},
-    "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 2,
+    "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 1,
                 "summary": "LoRA on the tiny base for the tone task; compare with the base model"},
-    "03_qlora": {"title": "QLoRA", "cpu_minutes": 3,
+    "03_qlora": {"title": "QLoRA", "cpu_minutes": 2,
                  "summary": "NF4/FP4/int8 error, 4-bit footprints, QLoRA with batch 1 x accumulation 16 vs LoRA"},
 }

@@ -13,7 +13,7 @@ on a laptop CPU. Notebook 09 runs the Olive command itself.
 - train with `Trainer`, watch the loss, and measure held-out accuracy again;
 - save the adapter, reload it with `PeftModel.from_pretrained`, merge it, and check nothing changed.
 
-**Time on 2 CPU cores:** about 2 minutes (training about 1 minute).
+**Time on 2 CPU cores:** about 1 minute (training about 40 seconds).
 
 **Chapter:** Types of fine-tuning → LoRA; Example 1 (Olive CLI basic fine-tuning).
 ''', r'''%% parameters

@@ -13,7 +13,7 @@ embedded tiny Llama, on a CPU, and measure what quantization costs and saves.
   batch 1 × gradient accumulation 16, train/validation split slices, logging and evaluation every N steps;
 - compare QLoRA with LoRA on the same held-out set, and see where the memory goes.
 
-**Time on 2 CPU cores:** about 3 minutes (QLoRA training about 1 minute, LoRA for comparison under 1).
+**Time on 2 CPU cores:** under 2 minutes (QLoRA training about 1 minute, LoRA for comparison about 25 s).
 
 **Chapter:** Types of fine-tuning → QLoRA; Example 3 (QLoRA with `--per_device_train_batch_size`,
 `--max_steps 150`, `--logging_steps 50`); Best practices → resources (gradient checkpointing, accumulation).
