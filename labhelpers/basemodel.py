@@ -232,11 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     from .paths import BASE_MODEL_DIR
 
-    spec = SPECS[args.size]
-    if args.steps is not None:
-        spec.steps = args.steps
-    if args.seed is not None:
-        spec.seed = args.seed
+    import dataclasses
+
+    # replace() rather than assignment: SPECS holds the shipped settings and must not change.
+    overrides = {k: v for k, v in {"steps": args.steps, "seed": args.seed}.items() if v is not None}
+    spec = dataclasses.replace(SPECS[args.size], **overrides)
     build_base_model(args.out or BASE_MODEL_DIR, spec, force=args.force)
 
 

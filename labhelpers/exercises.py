@@ -43,10 +43,12 @@ def check_lora_parameters(answer, model, r: int = 16, module_names=("q_proj", "v
     truth = lora_extra_parameters(model, r, module_names)
     if answer == truth:
         return Feedback(True, f"{truth:,} parameters: A is r x in and B is out x r, for every adapted layer.")
-    layers = [m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in module_names]
-    one_each = sum(r * (m.in_features + m.out_features) for m in {n.split(".")[-1]: m for n, m in
-                   model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in module_names}.values())
-    if answer == sum(m.in_features * m.out_features for m in layers):
+    layers = {n: m for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in module_names}
+    # The first layer of each kind, i.e. the count for a single decoder block.
+    first = {n.split(".")[-1]: m for n, m in reversed(list(layers.items()))}
+    one_each = sum(r * (m.in_features + m.out_features) for m in first.values())
+    if answer == sum(m.in_features * m.out_features for m in layers.values()):
         hint = "that is the size of the frozen weights themselves; LoRA adds two thin matrices A and B."
     elif answer == one_each:
         hint = f"you counted one layer of each kind; the model has {len(layers)} adapted Linear modules in all."
@@ -99,16 +101,18 @@ def check_nf4_gigabytes(answer, n_params: float = 8e9) -> Feedback:
     """Exercise 03: GB (10^9 bytes) of NF4 + double-quantization weights for ``n_params`` weights."""
     if answer is None:
         return Feedback(None, "replace None with your number of GB, then run the cell again.")
-    per_weight = 0.5 + 1 / 64 + 4 / (64 * 256)
+    from .memory import NF4_BYTES, NF4_DQ_BYTES
+
+    per_weight = NF4_DQ_BYTES
     truth = n_params * per_weight / 1e9
-    if not isinstance(answer, (int, float)):
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)):
         return Feedback(False, "give a number of GB, e.g. 3.5")
     if abs(answer - truth) <= 0.01 * truth:
         return Feedback(True, f"{truth:.2f} GB: 0.5 byte for the code + 1/64 for the 8-bit absmax + "
                               f"4/(64*256) for its fp32 scale = {per_weight:.4f} byte per weight.")
     if abs(answer - n_params * 0.5 / 1e9) <= 0.005 * truth:
         hint = "you counted the 4-bit codes only; each block of 64 weights also stores its scale (absmax)."
-    elif abs(answer - n_params * (0.5 + 4 / 64) / 1e9) <= 0.005 * truth:
+    elif abs(answer - n_params * NF4_BYTES / 1e9) <= 0.005 * truth:
         hint = "that is NF4 without double quantization (fp32 absmax); double quantization stores it in 8 bits."
     elif abs(answer - n_params * 4 / 1e9) <= 0.01 * n_params * 4 / 1e9:
         hint = "that is fp32 (4 bytes per weight); a 4-bit code is half a byte."
