@@ -219,7 +219,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
 
     trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
     t0 = time.perf_counter()
-    trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    train_out = trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     seconds = time.perf_counter() - t0
     eval_loss = trainer.evaluate()["eval_loss"]
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -228,7 +228,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     em = exact_match(preds, [str(r[cfg.response_field]) for r in rows])
     model.save_pretrained(out / "adapter")
     tokenizer.save_pretrained(out / "adapter")
-    metrics = {"eval_loss": eval_loss, "exact_match": em, "final_train_loss": losses[-1] if losses else float("nan"),
+    metrics = {"eval_loss": eval_loss, "exact_match": em, "final_train_loss": losses[-1] if losses else train_out.training_loss,
                "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
                "train_rows": len(tok_train), "validation_rows": len(tok_val), "trainable_params": trainable,
                "data_warnings": len(report.warnings), "truncated_rows": report.n_truncated()}

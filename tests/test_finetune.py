@@ -19,14 +19,15 @@ TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
 def config_file(tmp_path, tiny_model_dir):
     paths = datasets_tasks.write_task("qa", tmp_path / "data", {"train": 40}, seed=0)
 
-    def make(max_steps=4, save_steps=2, output="run", **lab):
+    def make(max_steps=4, save_steps=2, output="run", logging_steps=1, **lab):
         values = {
             "input_model": {"type": "HfModel", "model_path": str(tiny_model_dir)},
             "data_configs": [{"name": "d", "load_dataset_config": {"data_name": "json", "data_files": "data/train.jsonl"},
                               "pre_process_data_config": {"text_template": TEMPLATE, "max_seq_len": 48}}],
             "passes": {"lora": {"type": "LoRA", "train_data_config": "d", "r": 4, "alpha": 8,
                                 "training_args": {"max_steps": max_steps, "save_steps": save_steps,
-                                                  "per_device_train_batch_size": 4, "logging_steps": 1}}},
+                                                  "per_device_train_batch_size": 4,
+                                                  "logging_steps": logging_steps}}},
             "output_dir": str(tmp_path / output),
             "lab": {"eval_samples": 4, "max_new_tokens": 4, **lab},
         }
@@ -67,6 +68,11 @@ def test_run_writes_adapter_and_metrics_then_refuses_to_overwrite(config_file, t
     with pytest.raises(OverwriteError, match="finished run"):
         finetune.run(path, resume=True, log=None)
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_run_with_no_logging_step_still_records_the_training_loss(config_file):
+    result = finetune.run(config_file(max_steps=2, logging_steps=50), log=None)
+    assert result.metrics["final_train_loss"] > 0  # from the Trainer's mean loss, not a missing log line
 
 
 def test_resume_continues_from_last_checkpoint(config_file, tmp_path):
