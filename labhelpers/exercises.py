@@ -173,3 +173,26 @@ def check_error_lines(answer, report) -> Feedback:
     else:
         hint = f"lines {extra} have no error; read the 'line' column of the errors only."
     return Feedback(False, hint)
+
+
+def check_best_step(answer, log_history: list[dict]) -> Feedback:
+    """Exercise 05: the step whose validation loss was lowest (the checkpoint ``load_best_model_at_end`` loads)."""
+    if answer is None:
+        return Feedback(None, "replace None with a step number, then run the cell again.")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        return Feedback(False, f"answer should be a step number (an integer), got {answer!r}.")
+    evals = [(h["eval_loss"], h["step"]) for h in log_history if "eval_loss" in h]
+    if not evals:
+        return Feedback(False, "this run logged no validation loss; train with eval_strategy='steps'.")
+    best_loss, best = min(evals)
+    if answer == best:
+        return Feedback(True, f"step {best} (validation loss {best_loss:.4f}): the lowest, so its checkpoint was loaded "
+                              "at the end, whatever the last step was.")
+    last = max(h["step"] for h in log_history if "step" in h)
+    if answer == last:
+        hint = "that is the last step; load_best_model_at_end picks the lowest *validation* loss, not the latest."
+    elif answer not in {s for _, s in evals}:
+        hint = f"validation ran only on steps {sorted(s for _, s in evals)}; pick one of those."
+    else:
+        hint = "another evaluation step had a lower validation loss; look for the minimum of eval_loss."
+    return Feedback(False, hint)

@@ -1,4 +1,6 @@
-"""Task metrics on top of well-kept libraries (scikit-learn here; sacrebleu/rouge-score later)."""
+"""Classification metrics on top of scikit-learn: robust answer parsing, accuracy, F1, confusion matrix.
+
+Text metrics (BLEU, chrF, ROUGE, exact match) are in ``textmetrics``; perplexity in ``perplexity``."""
 
 from __future__ import annotations
 
@@ -32,3 +34,17 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
     }
     out.update({f"f1_{l}": float(f) for l, f in zip(labels, per_class)})
     return out
+
+
+def confusion_table(y_true: list[str], y_pred: list[str], labels: list[str] | tuple[str, ...]):
+    """Confusion matrix as a pandas table: rows are the true labels, columns the predictions, with an
+    ``<unparseable>`` column only when some answers could not be parsed."""
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    if len(y_true) != len(y_pred) or not y_true:
+        raise ValueError(f"need equal, non-empty lists (got {len(y_true)} labels, {len(y_pred)} predictions)")
+    cols = list(labels) + ([UNPARSEABLE] if UNPARSEABLE in y_pred else [])
+    m = confusion_matrix(y_true, y_pred, labels=cols)
+    return pd.DataFrame(m[: len(labels)], index=pd.Index(list(labels), name="true"),
+                        columns=pd.Index(cols, name="predicted"))

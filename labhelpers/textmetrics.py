@@ -1,4 +1,5 @@
-"""Metrics for generated text: exact match, JSON field match, keyword coverage, ROUGE (rouge-score)."""
+"""Metrics for generated text: exact match, JSON field match, keyword coverage, ROUGE (rouge-score),
+BLEU and chrF (sacrebleu)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,22 @@ def rouge(preds: list[str], refs: list[str]) -> dict:
         for k, s in scorer.score(r, p).items():
             totals[k] += s.fmeasure
     return {k: v / len(refs) for k, v in totals.items()}
+
+
+def bleu(preds: list[str], refs: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, 0-100) with one reference per prediction."""
+    import sacrebleu
+
+    _same_length(preds, refs)
+    return float(sacrebleu.corpus_bleu([str(p) for p in preds], [[str(r) for r in refs]]).score)
+
+
+def chrf(preds: list[str], refs: list[str]) -> float:
+    """Corpus chrF (sacrebleu, 0-100): character n-gram F-score, kinder than BLEU to short texts."""
+    import sacrebleu
+
+    _same_length(preds, refs)
+    return float(sacrebleu.corpus_chrf([str(p) for p in preds], [[str(r) for r in refs]]).score)
 
 
 def _same_length(a, b) -> None:

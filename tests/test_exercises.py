@@ -109,3 +109,15 @@ def test_nf4_checker(answer, ok, hint):
 
     fb = check_nf4_gigabytes(answer, n_params=8e9)
     assert fb.ok is ok and hint in fb.message, fb.message
+
+
+def test_check_best_step_solution_and_hints():
+    from labhelpers.exercises import check_best_step
+
+    hist = [{"loss": 2.0, "step": 10}, {"eval_loss": 1.5, "step": 25}, {"eval_loss": 1.2, "step": 50},
+            {"eval_loss": 1.3, "step": 75}, {"loss": 0.9, "step": 80}]
+    assert check_best_step(None, hist).ok is None
+    assert check_best_step(50, hist).ok is True
+    for wrong, hint in ((80, "last step"), (30, "only on steps"), (25, "lower validation loss"), ("50", "integer")):
+        fb = check_best_step(wrong, hist)
+        assert fb.ok is False and hint in fb.message, (wrong, fb.message)

@@ -27,3 +27,24 @@ def test_scores_count_unparseable_as_wrong():
 def test_scores_reject_mismatched_lists():
     with pytest.raises(ValueError, match="equal"):
         classification_scores(["joy"], [], TONES)
+
+
+def test_all_one_class_and_a_label_never_predicted():
+    y = ["joy", "joy", "joy", "joy"]
+    s = classification_scores(y, ["joy", "joy", "sad", "joy"], TONES)
+    assert s["accuracy"] == 0.75
+    assert s["f1_joy"] == pytest.approx(2 * 0.75 / 1.75)  # precision 1, recall 3/4
+    assert s["f1_sad"] == 0.0 and s["f1_fear"] == 0.0  # never true, and fear never predicted: 0, no warning
+    assert s["macro_f1"] == pytest.approx(s["f1_joy"] / 4)
+
+
+def test_confusion_table_rows_true_columns_predicted():
+    from labhelpers.metrics import confusion_table
+
+    t = confusion_table(["joy", "sad", "sad", "fear"], ["joy", "joy", UNPARSEABLE, "fear"], TONES)
+    assert list(t.columns) == ["joy", "sad", "fear", "surprise", UNPARSEABLE]
+    assert t.loc["sad", "joy"] == 1 and t.loc["sad", UNPARSEABLE] == 1 and t.loc["joy", "joy"] == 1
+    assert int(t.values.sum()) == 4
+    assert UNPARSEABLE not in confusion_table(["joy"], ["sad"], TONES).columns
+    with pytest.raises(ValueError, match="equal"):
+        confusion_table([], [], TONES)
