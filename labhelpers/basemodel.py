@@ -47,7 +47,7 @@ class BaseModelSpec:
     n_docs: int = 20000
     seq_len: int = 64
     batch_size: int = 32
-    steps: int = 600
+    steps: int = 1000
     lr: float = 3e-3
     warmup: int = 40
     seed: int = 0
@@ -216,8 +216,9 @@ A {info['parameters'] / 1e6:.2f} M-parameter `LlamaForCausalLM` built and pretra
 `labhelpers.basemodel` from the course's own generated corpus ({info['corpus_tokens']:,} tokens),
 seed {s['seed']}, {s['steps']} steps, final training loss {info['final_loss']}.
 
-It is a *base* model: fluent in its small corpus, knows which feeling words go with which tone word,
-and has never seen the chat format or the course tasks. It exists so the course runs offline on a
+It is a *base* model: fluent in its small corpus, knows which feeling words go with which tone word
+(both ways), can repeat a place from earlier in its context and has seen one-line JSON records, and
+has never seen the chat format or the course tasks. It exists so the course runs offline on a
 CPU in minutes; it is not useful for anything else. Rebuild: `make base-model`.
 """
 

@@ -8,6 +8,7 @@ base model learns that "gloomy" goes with "sad", but never sees the chat format 
 
 from __future__ import annotations
 
+import json
 import random
 
 from .datasets_gen import TONE_CUES, TONES
@@ -51,6 +52,7 @@ TIMES = """in the morning|in the afternoon|in the evening|at night|on Monday|on 
 Wednesday|on Thursday|on Friday|on Saturday|on Sunday|last week|last year|in spring|in summer|in
 autumn|in winter|at noon|before breakfast|after lunch|before sunset|at dawn|the next day|
 yesterday|today|every weekend""".replace("\n", " ").split("|")
+TIMES = [t.strip() for t in TIMES]
 
 EVERYDAY = [
     "{name} {action} {thing} at {place} {time}.",
@@ -111,6 +113,12 @@ KNOWLEDGE = [
     "A {cue} face shows {label_noun}.",
     "The word {cue} means {label_feel}.",
     "{name} was not calm but {cue}, which is {label_noun}.",
+    # The same facts the other way round (tone first): a model that only ever read "gloomy means sad"
+    # cannot answer "give me a sad word" (the reversal curse of language models).
+    "A {label} word: {cue}.",
+    "One word for {label_noun} is {cue}.",
+    "Full of {label_noun}, {name} was {cue}.",
+    "In a {label} story, people are {cue}.",
 ]
 #: Word forms that keep the knowledge sentences grammatical while using the label token itself.
 LABEL_NOUN = {"joy": "joy", "sad": "a sad mood", "fear": "fear", "surprise": "surprise"}
@@ -137,11 +145,74 @@ def knowledge_sentence(rng: random.Random, tone: str | None = None, cue: str | N
                  label_noun=LABEL_NOUN[tone], label_feel=LABEL_FEEL[tone])
 
 
-def generate_corpus(n_docs: int = 20000, seed: int = 0, knowledge_share: float = 0.35) -> list[str]:
-    """Return ``n_docs`` short paragraphs (3-6 sentences), deterministic for a seed."""
+#: Sentences that mention the *same* person and place again: a model learns to copy a name from
+#: earlier in its context only if its pretraining text rewards that (real text is full of it).
+STORY = [
+    "{name} went to {place} {time}.",
+    "At {place}, {name} {action} {thing}.",
+    "Later {name} left {place}.",
+    "{name} met {name2} at {place}.",
+    "{name2} gave {name} {thing}.",
+    "{name} was {cue} at {place}.",
+    "Everyone at {place} knew {name}.",
+    "{name} stayed at {place} for a while.",
+    "The {job} at {place} waved to {name}.",
+    "{name} told {name2} about {place}.",
+]
+#: A sentence, then the same facts as a JSON object: real pretraining text holds plenty of JSON, and
+#: without it a model's quotes and braces are untrained tokens.
+RECORDS = [
+    ("{name} works as a {job} near {place}.", {"name": "{name}", "job": "{job}", "place": "{place}"}),
+    ("{name} bought {number} kilos of {food} at {place}.", {"name": "{name}", "food": "{food}", "amount": "{number}"}),
+    ("{name} saw a {animal} at {place} {time}.", {"who": "{name}", "animal": "{animal}", "where": "{place}"}),
+    ("{name} and {name2} {action} {thing}.", {"people": ["{name}", "{name2}"], "thing": "{thing}"}),
+    ("The {job} from {place} kept a {animal}.", {"job": "{job}", "place": "{place}", "pet": "{animal}"}),
+]
+
+
+def story(rng: random.Random) -> str:
+    """A short paragraph in which one person and one place recur."""
+    tone = rng.choice(TONES)
+    name, name2 = rng.sample(NAMES, 2)
+    who = dict(name=name, name2=name2, place=rng.choice(PLACES), cue=rng.choice(TONE_CUES[tone]))
+    sents = [STORY[0]] + rng.sample(STORY[1:], rng.randint(2, 4))
+    return " ".join(_fill(rng, s, **who) for s in sents)
+
+
+def record(rng: random.Random) -> str:
+    """A sentence followed by its facts as one-line JSON (fields copied from the sentence)."""
+    sentence, obj = rng.choice(RECORDS)
+    name, name2 = rng.sample(NAMES, 2)
+    values = dict(name=name, name2=name2, place=rng.choice(PLACES), thing=rng.choice(THINGS),
+                  action=rng.choice(ACTIONS), job=rng.choice(JOBS), animal=rng.choice(ANIMALS),
+                  food=rng.choice(FOODS), number=rng.choice(NUMBERS), time=rng.choice(TIMES))
+    text = sentence.format(**values)
+    filled = _fill_obj(obj, values)
+    return text[0].upper() + text[1:] + " " + json.dumps(filled)
+
+
+def _fill_obj(obj, values):
+    if isinstance(obj, dict):
+        return {k: _fill_obj(v, values) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_fill_obj(v, values) for v in obj]
+    return obj.format(**values)
+
+
+def generate_corpus(n_docs: int = 20000, seed: int = 0, knowledge_share: float = 0.6,
+                    story_share: float = 0.35, record_share: float = 0.15) -> list[str]:
+    """Return ``n_docs`` short paragraphs, deterministic for a seed: stories (one person and place
+    recurring), JSON records, and mixed paragraphs of everyday and knowledge sentences."""
     rng = random.Random(seed)
     docs = []
     for _ in range(n_docs):
+        kind = rng.random()
+        if kind < story_share:
+            docs.append(story(rng))
+            continue
+        if kind < story_share + record_share:
+            docs.append(" ".join(record(rng) for _ in range(rng.randint(1, 2))))
+            continue
         sents = []
         for _ in range(rng.randint(3, 6)):
             if rng.random() < knowledge_share:

@@ -18,6 +18,23 @@ def test_corpus_is_deterministic_and_ties_cues_to_tones():
     assert "<|user|>" not in text and "<|assistant|>" not in text  # a base model never sees the chat format
 
 
+def test_corpus_rewards_copying_and_holds_json():
+    import random
+
+    from labhelpers import corpus
+
+    rng = random.Random(0)
+    for _ in range(50):
+        doc = corpus.story(rng)
+        first = doc.split()[0]
+        assert first in corpus.NAMES and doc.count(first) >= 3, doc  # the same person recurs
+        sentence, _, obj = corpus.record(rng).partition(" {")
+        fields = json.loads("{" + obj)
+        for value in fields.values():
+            for v in value if isinstance(value, list) else [value]:
+                assert v in sentence, (v, sentence)  # every JSON value is copied from its sentence
+
+
 def test_test_size_build_loads_like_a_hub_model(tiny_model_dir, tiny_tokenizer, tiny_model):
     files = {p.name for p in tiny_model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "build_info.json", "README.md"} <= files
