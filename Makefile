@@ -44,6 +44,7 @@ notebooks: venv
 
 data: venv
 	$(VPY) -m labhelpers.datasets_gen --out data/tone
+	$(VPY) -m labhelpers.datasets_tasks --task qa --out data/qa --train 300 --test 60
 
 # Pins what is installed now. torch (and CUDA/triton wheels) are left out: TORCH_SPEC/TORCH_INDEX choose
 # them per machine, and a pin like torch==2.13.0+cpu cannot be met where a CUDA torch is wanted.

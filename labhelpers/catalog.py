@@ -8,6 +8,15 @@ NOTEBOOKS = {
                     "summary": "transfer learning; four methods measured side by side; low-rank updates; memory calculator"},
     "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 1,
                 "summary": "LoRA on the tiny base for the tone task; compare with the base model"},
-    "03_qlora": {"title": "QLoRA", "cpu_minutes": 2,
+    "03_qlora": {"title": "QLoRA", "cpu_minutes": 3,
                  "summary": "NF4/FP4/int8 error, 4-bit footprints, QLoRA with batch 1 x accumulation 16 vs LoRA"},
+    "04_custom_data": {"title": "Custom data and run configs; the four task types", "cpu_minutes": 2,
+                       "summary": "load, validate (report), template, split, YAML run config; classification, "
+                                  "generation, extraction, summarisation"},
+    "05_evaluation": {"title": "Evaluation and monitoring", "cpu_minutes": 2,
+                      "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, "
+                                 "ROUGE; resume; rubric"},
+    "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2,
+                           "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; "
+                                      "switch LoRA adapters at run time; the serve app; Olive auto-opt"},
 }

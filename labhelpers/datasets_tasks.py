@@ -10,7 +10,7 @@ Tasks (``TASKS``), each a list of records:
 - ``classification``: a sentence -> its tone (``text``/``label``);
 - ``generation``: "write a <tone> sentence about <place>" -> a sentence (``input``/``output``, plus the
   ``tone`` it must have, checked with ``on_tone``);
-- ``extraction``: a sentence -> JSON with the person's ``name`` and the ``tone`` (``input``/``output``);
+- ``extraction``: a sentence -> JSON with the ``place`` it happened and the ``tone`` (``input``/``output``);
 - ``summarization``: three sentences -> the one-sentence gist: who felt what, where (``input``/``output``).
 """
 
@@ -27,11 +27,10 @@ WEATHER = ["sunny", "rainy", "windy", "foggy", "snowy", "cold", "warm"]
 #: What the base model learned about each tone word (corpus.KNOWLEDGE uses these forms).
 FEEL = LABEL_FEEL
 
-# A 3.7 M-parameter base model knows little; what it does know from pretraining is which feeling
-# word goes with which tone (corpus.KNOWLEDGE), and the everyday words. It cannot reliably copy an
-# arbitrary word from its input yet (a measured limit: 120 LoRA steps on "where does X live?"
-# learned the answer's form, never the place). So every task's *answer* rests on that knowledge;
-# copied parts (a name) are scored too, and show what a small model still gets wrong.
+# A 3.7 M-parameter base model knows little. What it does know from pretraining: which feeling word
+# goes with which tone (corpus.KNOWLEDGE), the everyday words, how to repeat a name or place from
+# earlier in its context (corpus.STORY) and what a one-line JSON record looks like (corpus.RECORDS).
+# Every task's answer is built from those pieces, so a short fine-tune only has to teach the task.
 
 QA_FRAMES = ["What does the word {cue} mean?", "Which feeling is {cue}?", "If someone is {cue}, how do they feel?",
              "What is the tone of the word {cue}?", "My friend says she is {cue}. What does she feel?",
@@ -78,10 +77,11 @@ def on_tone(text: str, tone: str) -> bool:
 def _extraction(rng):
     tone, name, place = rng.choice(TONES), rng.choice(NAMES), rng.choice(PLACES)
     time = rng.choice(TIMES)
+    time_cap = time[0].upper() + time[1:]
     cue = rng.choice(TONE_CUES[tone])
-    text = rng.choice([f"{name} was {cue} at {place} {time}.", f"{name} felt {cue} {time}.",
+    text = rng.choice([f"{name} was {cue} at {place} {time}.", f"{time_cap}, {name} felt {cue} at {place}.",
                        f"{name} looked {cue} near {place}."])
-    return {"input": text, "output": json.dumps({"name": name, "tone": tone})}
+    return {"input": text, "output": json.dumps({"place": place, "tone": tone})}
 
 
 def _summarization(rng):

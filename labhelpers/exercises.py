@@ -196,3 +196,39 @@ def check_best_step(answer, log_history: list[dict]) -> Feedback:
     else:
         hint = "another evaluation step had a lower validation loss; look for the minimum of eval_loss."
     return Feedback(False, hint)
+
+
+def check_lora_inputs(answer, lora_inputs) -> Feedback:
+    """Exercise 06: how many LoRA graph inputs a runtime-adapter ORT GenAI model has.
+
+    ``lora_inputs``: the graph's LoRA input names (``export.lora_inputs(folder)``, a dict or any iterable),
+    named ``model.layers.<i>.<attn|mlp>.<proj>.lora_<A|B>.MatMul.weight``.
+    """
+    import re
+
+    if answer is None:
+        return Feedback(None, "replace None with a number of graph inputs, then run the cell again.")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        return Feedback(False, f"answer should be a whole number of graph inputs, got {answer!r}.")
+    names = list(lora_inputs)
+    parts = [m.groups() for m in (re.search(r"layers\.(\d+)\.(?:[^.]+\.)*?([^.]+)\.lora_[AB]\.", n) for n in names) if m]
+    truth = len(names)
+    layers = len({layer for layer, _ in parts}) or 1
+    projections = sorted({proj for _, proj in parts})
+    if answer == truth:
+        return Feedback(True, f"{truth} = {layers} layers x {len(projections)} adapted projections x 2 (lora_A and "
+                              "lora_B). The rank is a free dimension of each input, so one graph takes adapters of "
+                              "any rank.")
+    attention = [p for p in projections if p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+    if answer == truth // 2:
+        hint = "each adapted projection has two LoRA matrices, A (in x r) and B (r x out): one input for each."
+    elif answer in (2 * len(projections), len(projections)):
+        hint = f"that is one decoder layer; the model has {layers} layers, each with its own LoRA inputs."
+    elif attention and len(attention) < len(projections) and answer in (2 * layers * len(attention),
+                                                                        layers * len(attention)):
+        hint = "all-linear adapts the MLP's projections (gate_proj, up_proj, down_proj) too, not only attention."
+    elif answer == 2 * truth:
+        hint = "the adapters share the same inputs (one is active at a time): count the graph's inputs, not per adapter."
+    else:
+        hint = "count layers x adapted projections per layer x 2 matrices (lora_A, lora_B)."
+    return Feedback(False, hint)

@@ -121,3 +121,20 @@ def test_check_best_step_solution_and_hints():
     for wrong, hint in ((80, "last step"), (30, "only on steps"), (25, "lower validation loss"), ("50", "integer")):
         fb = check_best_step(wrong, hist)
         assert fb.ok is False and hint in fb.message, (wrong, fb.message)
+
+
+def test_check_lora_inputs_solution_and_hints():
+    from labhelpers.exercises import check_lora_inputs
+
+    projs = [("attn", p) for p in ("q_proj", "k_proj", "v_proj", "o_proj")] + \
+            [("mlp", p) for p in ("gate_proj", "up_proj", "down_proj")]
+    names = {f"model.layers.{i}.{block}.{proj}.lora_{ab}.MatMul.weight": (256, None)
+             for i in range(4) for block, proj in projs for ab in "AB"}
+    assert check_lora_inputs(None, names).ok is None
+    fb = check_lora_inputs(56, names)
+    assert fb.ok is True and "4 layers x 7" in fb.message
+    for wrong, hint in ((28, "two LoRA matrices"), (14, "one decoder layer"), (7, "one decoder layer"),
+                        (32, "MLP's projections"), (112, "share the same inputs"), (50, "layers x adapted"),
+                        ("56", "whole number"), (56.0, "whole number")):
+        fb = check_lora_inputs(wrong, names)
+        assert fb.ok is False and hint in fb.message, (wrong, fb.message)

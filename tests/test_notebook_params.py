@@ -13,6 +13,11 @@ CASES = [
     ("02_lora", {"model_name": "./no/such/model"}, "no such folder"),
     ("03_qlora", {"quant_type": "int3"}, "quant_type='int3'"),
     ("03_qlora", {"grad_accum": 0}, "grad_accum=0"),
+    ("04_custom_data", {"validation_fraction": 0.9}, "validation_fraction=0.9"),
+    ("04_custom_data", {"min_margin": "high"}, "min_margin='high'"),
+    ("05_evaluation", {"eval_steps": 0}, "eval_steps=0"),
+    ("05_evaluation", {"learning_rate": -1}, "learning_rate=-1"),
+    ("06_onnx_deployment", {"n_parity": 0}, "n_parity=0"),
 ]
 
 

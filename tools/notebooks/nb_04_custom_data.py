@@ -1,5 +1,3 @@
-# DRAFT, not built into notebooks/: its four-task-type section does not yet beat the base model on
-# generation and extraction (see issue 4's notes). Rename to nb_04_custom_data.py once it passes nbval.
 CELLS = [r'''%% md
 # 04 · Custom data: from your own JSON/JSONL/CSV file to a YAML-configured run, and the four task types
 
@@ -19,7 +17,7 @@ generated dataset, a short run and its own metric.
 - fine-tune for four task types and score each with a fitting metric (accuracy, on-tone rate,
   exact field match, ROUGE).
 
-**Time on 2 CPU cores:** about 4 minutes (five short LoRA runs).
+**Time on 2 CPU cores:** about 2 minutes (five short LoRA runs).
 
 **Chapter:** Example 2 (custom dataset + YAML config); Types of fine-tuning → task-specific; Best
 practices → data.
@@ -27,12 +25,12 @@ practices → data.
 # Parameters: papermill sets these (-p name value).
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_margin: "auto" asserts each run beats the base model by 0.3 on its metric (default settings only);
-# a number sets the margin; None only reports.
+# min_margin: "auto" asserts each run beats the base model by the lesson's margin on its metric (default
+# settings only); a number sets one margin for all; None only reports.
 model_name = ""
 qa_steps = 100             # LoRA steps for the Q&A run from the YAML config
-task_steps = 60            # LoRA steps for each of the four task runs
-learning_rate = 5e-3
+task_steps = 150           # LoRA steps for each of the four task runs
+learning_rate = 3e-3
 lora_r = 8
 lora_alpha = 16
 batch_size = 8
@@ -52,9 +50,18 @@ for name, value in {"task_steps": task_steps, "n_eval": n_eval}.items():
     check_int(name, value, low=1)
 if not 0.05 <= validation_fraction <= 0.5:
     raise ConfigError(f"validation_fraction={validation_fraction!r} must be in [0.05, 0.5] (0.1-0.2 is usual)")
-default_run = (not model_name or model_name == "tiny") and qa_steps >= 100 and task_steps >= 60
-margin = (0.3 if default_run else None) if min_margin == "auto" else min_margin
-print(f"model {cfg.model_path}; Q&A {qa_steps} steps, tasks {task_steps} steps each; margin asserted: {margin}")
+default_run = (not model_name or model_name == "tiny") and qa_steps >= 100 and task_steps >= 150
+# What each default run measurably achieves, with room to spare (see the closing table).
+AUTO_MARGINS = {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3, "summarization": 0.3}
+if min_margin == "auto":
+    margins = AUTO_MARGINS if default_run else None
+elif min_margin is None:
+    margins = None
+elif isinstance(min_margin, (int, float)) and not isinstance(min_margin, bool):
+    margins = {k: float(min_margin) for k in AUTO_MARGINS}
+else:
+    raise ConfigError(f"min_margin={min_margin!r}: use \"auto\", a number such as 0.2, or None")
+print(f"model {cfg.model_path}; Q&A {qa_steps} steps, tasks {task_steps} steps each; margins asserted: {margins}")
 ''', r'''
 import hashlib
 import json
@@ -103,10 +110,8 @@ except DataError as err:
 
 The embedded base model (3.7 M parameters) learned in pretraining which feeling word goes with which
 tone (`gloomy` → sad). A Q&A dataset that asks about those words lets a short fine-tune teach the
-**task and its format** while the knowledge comes from the base: transfer learning. (Questions whose
-answer must be *copied* from a context are beyond this model: in a 120-step test it learned the
-answer's form, "Near the …", but not the place.) `labhelpers.datasets_tasks` writes the files; the
-test split's questions never occur in training.
+**task and its format** while the knowledge comes from the base: transfer learning.
+`labhelpers.datasets_tasks` writes the files; the test split's questions never occur in training.
 ''', r'''
 qa_paths = datasets_tasks.write_task("qa", run_dir / "qa", {"train": 300, "test": 60}, seed=cfg.seed)
 qa_records = data.read_records(qa_paths["train"])
@@ -252,8 +257,8 @@ with pd.option_context("display.max_colwidth", 60):
     display(pd.DataFrame({"question": [r["input"] for r in qa_eval], "expected": qa_refs,
                           "before": qa_before, "after": qa_after}).head(8))
 print("exact match on the test questions:", qa_scores)
-if margin is not None:
-    assert qa_scores["fine-tuned"] - qa_scores["base"] >= margin, qa_scores
+if margins is not None:
+    assert qa_scores["fine-tuned"] - qa_scores["base"] >= margins["qa"], qa_scores
 try:
     finetune.run(config_path, log=None)
 except Exception as err:
@@ -268,7 +273,7 @@ short run, and is scored on held-out rows with a metric that fits it:
 |---|---|---|
 | classification | sentence → tone label | accuracy (first word of the answer) |
 | generation | "write a *sad* sentence about the park" → a sentence | on-tone rate (uses a feeling word of that tone) |
-| extraction | sentence → `{"name": …, "tone": …}` | exact field match |
+| extraction | sentence → `{"place": …, "tone": …}` | exact field match |
 | summarisation | three sentences → one | ROUGE-L (and exact match, to keep it honest) |
 ''', r'''
 TASK_TEMPLATES = {"classification": "<|user|> {text}</s><|assistant|> {label}",
@@ -303,7 +308,8 @@ def task_run(task, n_train=300):
            "train_s": result.metrics["train_seconds"], "warnings": len(rep.warnings)}
     if task == "summarization":
         out["exact_match"] = textmetrics.exact_match(after, [r["output"] for r in test.rows])
-    example = {"input": test.rows[0].get("input", test.rows[0].get("text")), "base": before[0], "fine-tuned": after[0]}
+    example = {"input": test.rows[0].get("input", test.rows[0].get("text")), "base": before[0], "fine-tuned": after[0],
+               "distinct_answers": len(set(after))}
     return out, example
 ''', r'''
 task_scores, examples = [], {}
@@ -315,14 +321,19 @@ task_table = pd.DataFrame(task_scores).set_index("task").round(3)
 display(task_table)
 with pd.option_context("display.max_colwidth", 70):
     display(pd.DataFrame(examples).T)
-if margin is not None:
+if margins is not None:
     for row in task_scores:
-        assert row["fine-tuned"] - row["base"] >= margin, f"{row['task']}: {row}"
+        assert row["fine-tuned"] - row["base"] >= margins[row["task"]], f"{row['task']}: {row}"
+for task, example in examples.items():
+    assert example["distinct_answers"] > 1, f"{task}: the fine-tuned model gives one answer to every input"
 ''', r'''%% md
-Read the table with the metric in mind: the extraction *tone* field comes from the base model's
-knowledge, while the *name* has to be copied from the input, which a model this small does less
-reliably; ROUGE-L rewards a summary's shape even when a word is wrong, which is why exact match
-sits next to it. A metric only tells you what it measures.
+Read the table with the metric in mind. Every answer is built from what the base model learned in
+pretraining: which tone a feeling word has (classification, extraction's `tone`), a feeling word for
+a tone (generation), repeating a name or place from the context (extraction's `place`, the
+summary's who and where) and the shape of a JSON record. The fine-tune teaches only the task and
+its format. Extraction's field accuracy counts each field separately, so a wrong tone with the right
+place scores half. ROUGE-L rewards a summary's shape even when a word is wrong, which is why exact
+match sits next to it. A metric only tells you what it measures.
 
 ## 8 · Self-check exercise
 
@@ -341,7 +352,7 @@ print(exercises.check_error_lines(answer, broken_report))
 - The last template field is the answer; EOS once; the prompt masked.
 - A YAML config with Olive's names (`alpha`, `training_args`, `input_model: {type: HfModel}`) runs the
   whole path from a notebook or a shell, into a run folder it never overwrites.
-- Each task type needs its own metric; all four beat the base model after about a minute each.
+- Each task type needs its own metric; all four beat the base model after about 20 seconds of LoRA each.
 ''', r'''
 total_seconds = time.perf_counter() - t_start
 summary = {"qa_exact_match_base": qa_scores["base"], "qa_exact_match": qa_scores["fine-tuned"],
