@@ -27,10 +27,9 @@ def serve(*args, stdin=""):
 
 
 def expected(base, root, adapter, i):
-    """PyTorch's answer as text. Random adapters emit broken UTF-8 byte tokens: transformers shows
-    them as U+FFFD, og's stream decoder drops them, so the comparison drops them too."""
+    """PyTorch's answer, as visible text (see ``onnx_artefacts.visible``)."""
     tok = art.tokenizer(base)
-    return tok.decode(art.peft_tokens(base, root)[adapter][i], skip_special_tokens=True).replace("\ufffd", "").strip()
+    return art.visible(tok.decode(art.peft_tokens(base, root)[adapter][i], skip_special_tokens=True))
 
 
 def test_stdin_lines_are_answered_and_use_switches_adapters(base, root):
@@ -41,7 +40,7 @@ def test_stdin_lines_are_answered_and_use_switches_adapters(base, root):
     assert res.returncode == 0, res.stderr
     want = [expected(base, root, "A", 0), expected(base, root, "B", 0), expected(base, root, None, 1),
             expected(base, root, "A", 1)]
-    assert res.stdout.split("\n")[:-1] == want  # the first --adapter is the default
+    assert [art.visible(l) for l in res.stdout.split("\n")[:-1]] == want  # the first --adapter is the default
     assert "[using B]" in res.stderr and "[using base]" in res.stderr
 
 
@@ -50,7 +49,7 @@ def test_argv_prompts_with_use(base, root):
     res = serve("--model", art.genai_runtime(base, root), "--adapter", f"A={ads['A']}", "--adapter",
                 f"B={ads['B']}", "--use", "B", "--max-new-tokens", art.NEW_TOKENS, *art.PROMPTS)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines() == [expected(base, root, "B", 0), expected(base, root, "B", 1)]
+    assert [art.visible(l) for l in res.stdout.splitlines()] == [expected(base, root, "B", 0), expected(base, root, "B", 1)]
 
 
 @pytest.mark.parametrize("case", ["missing folder", "missing adapter", "foreign adapter", "bad spec", "unknown use"])

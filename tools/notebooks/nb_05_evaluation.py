@@ -61,6 +61,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, EarlyStoppingCallback,
                           Trainer, TrainingArguments, set_seed)
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 from labhelpers import evaluation, exercises, finetune, monitoring, runconfig, runs, textmetrics
@@ -113,6 +114,7 @@ model = lora_model()
 trainer = Trainer(model=model, args=args, train_dataset=task.train, eval_dataset=task.tokenized("validation"),
                   data_collator=collator,
                   callbacks=[monitor, EarlyStoppingCallback(early_stopping_patience=early_stopping_patience)])
+trainer.remove_callback(PrinterCallback)   # the monitor shows the numbers; the printer would repeat them as dicts
 t0 = time.perf_counter()
 trainer.train()
 train_seconds = time.perf_counter() - t0
@@ -227,8 +229,10 @@ def short_trainer(out, callbacks=()):
         learning_rate=cfg.learning_rate, seed=cfg.seed, data_seed=cfg.seed, logging_steps=resume_steps // 2,
         save_strategy="steps", save_steps=resume_steps // 2, report_to="none",
         use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
-    return Trainer(model=lora_model(), args=short_args, train_dataset=task.train, data_collator=collator,
-                   callbacks=list(callbacks))
+    t = Trainer(model=lora_model(), args=short_args, train_dataset=task.train, data_collator=collator,
+                callbacks=list(callbacks))
+    t.remove_callback(PrinterCallback)
+    return t
 
 whole = short_trainer(run_dir / "resume_whole")
 whole_loss = whole.train().training_loss
@@ -253,17 +257,20 @@ do (quadratic weights, since 4 vs 5 is a smaller disagreement than 1 vs 5). Belo
 raters gave five of the fine-tuned Q&A answers (1-5 each), turned into scores and an agreement figure.
 
 Business metrics sit on top: cost per thousand answers, latency a user waits, the share of answers a
-human must correct. The last of these is what the rubric's threshold estimates.
+human must correct. The last of these is what the rubric's threshold estimates. The five answers
+below are typical of what a model gives to *"What does the word merry mean?"* (made up for the
+exercise of rating, not this run's output).
 ''', r'''
 weights = {"correct": 3, "clear": 1, "concise": 1}
-rater_a = [{"correct": 5, "clear": 5, "concise": 5}, {"correct": 5, "clear": 4, "concise": 5},
-           {"correct": 1, "clear": 4, "concise": 5}, {"correct": 4, "clear": 4, "concise": 4},
+rater_a = [{"correct": 5, "clear": 5, "concise": 5}, {"correct": 5, "clear": 4, "concise": 3},
+           {"correct": 1, "clear": 4, "concise": 5}, {"correct": 4, "clear": 3, "concise": 5},
            {"correct": 2, "clear": 3, "concise": 4}]
-rater_b = [{"correct": 5, "clear": 4, "concise": 5}, {"correct": 4, "clear": 4, "concise": 5},
-           {"correct": 1, "clear": 3, "concise": 4}, {"correct": 4, "clear": 5, "concise": 4},
+rater_b = [{"correct": 5, "clear": 4, "concise": 5}, {"correct": 4, "clear": 4, "concise": 2},
+           {"correct": 1, "clear": 3, "concise": 4}, {"correct": 4, "clear": 3, "concise": 5},
            {"correct": 1, "clear": 3, "concise": 5}]
 scored = evaluation.rubric_scores(rater_a, weights)
-scored.insert(0, "answer", gen_answers["fine-tuned"][:5])
+scored.insert(0, "answer", ["It means joy.", "It means joy, a happy and cheerful feeling.", "It means sad.",
+                             "Joy.", "Merry is a word."])
 display(scored.round(2))
 kappa = evaluation.rater_agreement([r["correct"] for r in rater_a], [r["correct"] for r in rater_b])
 needs_fix = (scored["score"] < 0.6).mean()
