@@ -10,7 +10,7 @@ from pathlib import Path
 
 PROMPTS = ("the cat sat on the mat", "I won the big prize today")
 NEW_TOKENS = 12
-ADAPTER_SEEDS = {"A": 1, "B": 2}
+ADAPTER_SEEDS = {"A": 1, "B": 4}
 
 
 def root_for(tmp_path_factory) -> str:
@@ -38,6 +38,7 @@ def _random_lora(model, seed: int, path: Path) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
+    torch.manual_seed(seed)  # get_peft_model draws lora_A from the global generator: seed it, or tests depend on order
     peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -173,7 +174,7 @@ def optimum_export(base: str, root: str) -> Path:
 
 
 def visible(text: str) -> str:
-    """Text without U+FFFD and whitespace. Random adapters emit broken UTF-8 byte tokens, some carrying
+    """Text without U+FFFD, whitespace and control characters. Random adapters emit broken UTF-8 byte tokens, some carrying
     a leading space: transformers shows them as U+FFFD, og's stream decoder drops the whole token, space
     included. Token-level parity is checked exactly elsewhere; text is compared on what is visible."""
-    return "".join(text.replace("\ufffd", "").split())
+    return "".join(ch for ch in text if ch.isprintable() and not ch.isspace() and ch != "\ufffd")

@@ -11,16 +11,6 @@ from labhelpers.errors import ConfigError, ModelError, OverwriteError
 from labhelpers.onnx_infer import GenAIModel, greedy_tokens, load_optimum
 
 
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return art.root_for(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def base(tiny_model_dir):
-    return str(tiny_model_dir)
-
-
 def test_optimum_export_matches_pytorch_and_int8_is_smaller(base, root, tmp_path):
     merged = art.merged_a(base, root)
     reference = art.pytorch_tokens(str(merged))

@@ -10,16 +10,6 @@ from labhelpers.onnx_infer import GenAIModel, optimum_generate, parity
 
 
 @pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return art.root_for(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def base(tiny_model_dir):
-    return str(tiny_model_dir)
-
-
-@pytest.fixture(scope="session")
 def served(base, root):
     """The runtime-adapter folder with adapters A and B loaded (1 thread: the machine is shared)."""
     model = GenAIModel(art.genai_runtime(base, root), threads=1)

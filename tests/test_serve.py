@@ -10,16 +10,6 @@ import onnx_artefacts as art
 from labhelpers.paths import REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def root(tmp_path_factory):
-    return art.root_for(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def base(tiny_model_dir):
-    return str(tiny_model_dir)
-
-
 def serve(*args, stdin=""):
     cmd = [sys.executable, "-m", "labhelpers.serve", "--threads", "1", *map(str, args)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
