@@ -232,3 +232,30 @@ def check_lora_inputs(answer, lora_inputs) -> Feedback:
     else:
         hint = "count layers x adapted projections per layer x 2 matrices (lora_A, lora_B)."
     return Feedback(False, hint)
+
+
+def check_largest_batch(answer, model: str = "llama-3.2-1b", method: str = "lora", seq_len: int = 512,
+                        memory_gib: float = 16, max_batch: int = 256) -> Feedback:
+    """Exercise 07: the largest batch size that ``fitcheck.plan_training`` predicts fits as requested."""
+    from .fitcheck import plan_training
+
+    if answer is None:
+        return Feedback(None, "replace None with a batch size, then run the cell again.")
+    if isinstance(answer, bool) or not isinstance(answer, int) or answer < 1:
+        return Feedback(False, f"answer should be a positive whole number (a batch size), got {answer!r}.")
+
+    def plan(b):
+        return plan_training(model, method, batch_size=b, seq_len=seq_len, machine={"memory_gib": memory_gib})
+
+    truth = max((b for b in range(1, max_batch + 1) if plan(b).fits), default=0)
+    if answer == truth:
+        p, q = plan(truth), plan(truth + 1)
+        return Feedback(True, f"batch {truth} is predicted at {p.predicted_gib:.2f} GiB, within the "
+                              f"{p.budget_gib:.2f} GiB budget; batch {truth + 1} needs {q.predicted_gib:.2f} GiB. "
+                              "Activations grow linearly with the batch; the weights do not.")
+    p = plan(answer)
+    if p.fits:
+        return Feedback(False, f"batch {answer} fits ({p.predicted_gib:.2f} of {p.budget_gib:.2f} GiB), and so "
+                               "does a larger one: try bigger batches until .fits turns False.")
+    return Feedback(False, f"batch {answer} is predicted at {p.predicted_gib:.2f} GiB, over the {p.budget_gib:.2f} "
+                           "GiB budget: try smaller ones (loop over batch sizes and keep the last that fits).")

@@ -138,3 +138,21 @@ def test_check_lora_inputs_solution_and_hints():
                         ("56", "whole number"), (56.0, "whole number")):
         fb = check_lora_inputs(wrong, names)
         assert fb.ok is False and hint in fb.message, (wrong, fb.message)
+
+
+def test_check_largest_batch_solution_and_hints():
+    from labhelpers.exercises import check_largest_batch
+    from labhelpers.fitcheck import plan_training
+
+    kw = dict(model="llama-3.2-1b", method="lora", seq_len=512, memory_gib=16)
+    truth = 2  # solutions/07_troubleshooting.md
+    plan = lambda b: plan_training("llama-3.2-1b", "lora", batch_size=b, seq_len=512, machine={"memory_gib": 16})
+    assert plan(truth).fits and not plan(truth + 1).fits
+    assert check_largest_batch(None, **kw).ok is None
+    right = check_largest_batch(truth, **kw)
+    assert right.ok is True and "batch 3 needs" in right.message
+    small = check_largest_batch(1, **kw)
+    assert small.ok is False and "a larger one" in small.message
+    big = check_largest_batch(8, **kw)
+    assert big.ok is False and "over the" in big.message and "smaller" in big.message
+    assert check_largest_batch("2", **kw).ok is False

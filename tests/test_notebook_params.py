@@ -18,6 +18,8 @@ CASES = [
     ("05_evaluation", {"eval_steps": 0}, "eval_steps=0"),
     ("05_evaluation", {"learning_rate": -1}, "learning_rate=-1"),
     ("06_onnx_deployment", {"n_parity": 0}, "n_parity=0"),
+    ("07_troubleshooting", {"more_data_rows": 10}, "more_data_rows=10"),
+    ("07_troubleshooting", {"check_effects": "yes"}, "check_effects='yes'"),
 ]
 
 
