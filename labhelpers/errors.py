@@ -19,3 +19,7 @@ class ModelError(LabError):
 
 class OverwriteError(LabError, FileExistsError):
     """Refusing to overwrite something the user made."""
+
+
+class OliveError(LabError):
+    """Olive's CLI is missing, failed, or finished without the outputs it promised (names the command)."""
