@@ -4,33 +4,98 @@ PY ?= python3
 TORCH_SPEC ?= torch==2.13.0
 # Optional: e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu for a CPU-only torch on Linux.
 TORCH_INDEX ?=
+# Workshop kit: `make wheelhouse` downloads every wheel the course needs into $(WHEELHOUSE). Wherever that
+# folder holds wheels (the default ./wheelhouse, or WHEELHOUSE=/media/usb/wheelhouse), `make venv` installs
+# from it alone (pip --no-index, no network); without one, it installs from the index as before.
+WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_DIR := $(abspath $(WHEELHOUSE))
+OFFLINE := $(if $(wildcard $(WHEELHOUSE_DIR)/*.whl),--no-index --find-links '$(WHEELHOUSE_DIR)')
+# Where torch comes from: the wheelhouse, else TORCH_INDEX, else the default index.
+TORCH_FROM := $(if $(OFFLINE),$(OFFLINE),$(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)'))
 
-VENV := .venv
+VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_RUNS := $(CURDIR)/build/test-runs
 
-.PHONY: venv course test lab base-model data notebooks constraints clean
+# Olive (olive-ai 0.13.0) needs transformers 5 while the course is on 4.57, so it gets its own venv, used
+# only through its `olive` program (labhelpers/olive.py). Tested pins: olive-constraints.txt.
+OLIVE_VENV := .venv-olive
+OLIVE_PY := $(OLIVE_VENV)/bin/python
+OLIVE_STAMP := $(OLIVE_VENV)/.installed
+# olive-ai: exact, since labhelpers/olive.py's commands and the output layout it checks are those of 0.13.0.
+# requests: olive 0.13.0 imports it without declaring it. onnxruntime-genai: auto-opt --use_model_builder
+# works with 0.14.1 only (0.15.2: KeyError 'hf_details'; 0.18: a missing module). peft + datasets: finetune
+# (LoRA pass, `-d json` data); bitsandbytes: finetune --method qlora. The rest (transformers 5, accelerate,
+# onnx, onnxruntime, onnxscript, onnx-ir) comes with these.
+OLIVE_PACKAGES := olive-ai==0.13.0 requests onnxruntime-genai==0.14.1 peft datasets bitsandbytes
+
+.PHONY: venv course test lab base-model data notebooks constraints clean wheelhouse preflight olive-env browser
 
 venv: $(STAMP)
 
 # Re-runs only when the declared dependencies or the tested pins change.
 $(STAMP): pyproject.toml constraints.txt
+	@if [ "$(origin WHEELHOUSE)" != file ] && [ -z "$(OFFLINE)" ]; then \
+	  echo "WHEELHOUSE=$(WHEELHOUSE): no wheels there (build it with: make wheelhouse WHEELHOUSE=$(WHEELHOUSE))" >&2; exit 1; fi
+	$(if $(OFFLINE),@echo "Installing from the wheelhouse $(WHEELHOUSE_DIR) only (no network)")
 	test -x $(VPY) || $(PY) -m venv $(VENV)
-	$(VPY) -m pip install --upgrade pip
-	$(VPY) -m pip install '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)')
-	$(VPY) -m pip install -e '.[test]' -c constraints.txt
+	$(VPY) -m pip install --upgrade pip $(OFFLINE)
+	$(VPY) -m pip install '$(TORCH_SPEC)' $(TORCH_FROM)
+	$(VPY) -m pip install -e '.[test]' -c constraints.txt $(OFFLINE) $(if $(OFFLINE),|| { echo \
+	  "A pinned wheel is missing from $(WHEELHOUSE_DIR): rebuild it (make wheelhouse) or move it away to install online." >&2; exit 1; })
 	touch $@
 
-course: venv
+course: venv olive-env
 	$(VPY) -m labhelpers.course
 
+# Debian's Chromium for tests/test_browser.py (Playwright drives it; Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "tests/test_browser.py needs Debian's chromium: run 'sudo apt-get install -y chromium' (or make browser as root)" >&2; exit 1; }; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 # Both suites always run; the target fails if either failed.
-test: venv
+test: venv olive-env browser
 	@mkdir -p $(TEST_RUNS); status=0; \
 	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest tests || status=1; \
 	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks || status=1; \
 	exit $$status
+
+# Every wheel `make venv` and `make olive-env` install, for this platform and Python ($(PY)): torch first
+# (TORCH_SPEC/TORCH_INDEX), then pip and setuptools (the venvs' pip upgrade and the editable build), the
+# project with its test extras under constraints.txt, and Olive's packages under olive-constraints.txt; any
+# sdist is built into a wheel, so installing never compiles.
+wheelhouse:
+	mkdir -p '$(WHEELHOUSE_DIR)'
+	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' '$(TORCH_SPEC)' $(if $(TORCH_INDEX),--index-url '$(TORCH_INDEX)')
+	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' pip 'setuptools>=61' wheel
+	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' --find-links '$(WHEELHOUSE_DIR)' '$(TORCH_SPEC)' '.[test]' -c constraints.txt
+	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' --find-links '$(WHEELHOUSE_DIR)' '$(TORCH_SPEC)' $(OLIVE_PACKAGES) -c olive-constraints.txt
+	cd '$(WHEELHOUSE_DIR)' && for sdist in *.tar.gz *.zip; do [ -f "$$sdist" ] || continue; \
+	  $(PY) -m pip wheel --no-deps --no-index --find-links . -w . "$$sdist" && rm "$$sdist" || exit 1; done
+	@echo "$$(ls '$(WHEELHOUSE_DIR)' | wc -l) wheels, $$(du -sh '$(WHEELHOUSE_DIR)' | cut -f1) in $(WHEELHOUSE_DIR)"
+
+# An attendee's laptop, checked in under a minute: PASS/WARN/FAIL per check and the fix for each failure.
+preflight: venv
+	$(VPY) -m labhelpers.preflight
+
+olive-env: $(OLIVE_STAMP)
+
+# Each step names itself when it fails; the stamp is written only after `olive` has started once.
+$(OLIVE_STAMP): olive-constraints.txt
+	@fail() { echo "make olive-env FAILED: $$1. $(OLIVE_VENV) is not usable; fix that and run make olive-env again." >&2; exit 1; }; \
+	set -x; \
+	{ test -x $(OLIVE_PY) || $(PY) -m venv $(OLIVE_VENV); } || fail "could not create $(OLIVE_VENV) with '$(PY) -m venv' (Debian/Ubuntu: apt-get install python3-venv)"; \
+	$(OLIVE_PY) -m pip install --upgrade pip $(OFFLINE) || fail "pip does not run in $(OLIVE_VENV)"; \
+	$(OLIVE_PY) -m pip install '$(TORCH_SPEC)' $(TORCH_FROM) \
+	  || fail "pip could not install $(TORCH_SPEC) (no network, or no wheel for this Python/OS: see pip's error above)"; \
+	$(OLIVE_PY) -m pip install $(OLIVE_PACKAGES) -c olive-constraints.txt $(OFFLINE) \
+	  || fail "pip could not install Olive's packages with the pins in olive-constraints.txt (see pip's error above)"; \
+	$(OLIVE_PY) -c "import olive, peft, datasets, bitsandbytes, onnxruntime_genai, requests" \
+	  || fail "the packages installed but do not import (see the traceback above)"; \
+	OLIVE_DISABLE_TELEMETRY=1 HF_HUB_OFFLINE=1 $(OLIVE_VENV)/bin/olive finetune --help >/dev/null \
+	  || fail "'olive finetune --help' does not run (see the traceback above)"
+	touch $@
 
 lab: venv
 	cd notebooks && ../$(VENV)/bin/jupyter lab

@@ -1,8 +1,12 @@
-"""The memory calculator: ipywidgets controls over ``labhelpers.memory``'s documented estimate.
+"""The course's two widgets: the memory calculator (notebook 01) and the template playground (notebook 04).
 
-``calculator_table`` is the pure part (inputs -> a table and a verdict), testable without a browser;
-``memory_calculator`` wraps it in widgets and redraws on every change. A bad input (a size outside
+``calculator_table`` is the calculator's pure part (inputs -> a table and a verdict), testable without a
+browser; ``memory_calculator`` wraps it in widgets and redraws on every change. A bad input (a size outside
 0.1-70 B, a zero sequence length, ...) shows the ConfigError's one-line message instead of a traceback.
+
+``template_tokens`` is the playground's pure part (template + row -> training text and which tokens the
+loss trains, exactly as ``finetune.encode`` prepares them); ``template_playground`` lets you edit the
+template and the row's fields and see the result. A bad template shows its error in one line.
 """
 
 from __future__ import annotations
@@ -126,6 +130,105 @@ def memory_calculator(model: str = "llama-3.2-1b", method: str = "qlora", precis
         color = "#070" if result["fits"] else "#b00"
         output.value = (result["table"].to_html(float_format=lambda v: f"{v:.3f}")
                         + f"<p style='color:{color}'><b>{html.escape(result['text'])}</b></p>")
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    redraw()
+    box = w.VBox(list(controls.values()) + [output])
+    box.controls, box.output = controls, output
+    return box
+
+
+# ------------------------------------------------------------------------------ template playground
+#: Notebook 04's template (the embedded model's chat format) and a row of its Q&A data.
+PLAYGROUND_TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
+PLAYGROUND_ROW = {"input": "What does the word gloomy mean?", "output": "It means sad."}
+#: What a template can raise besides LabError: str.format's own complaints ("Single '}' encountered ...",
+#: "Replacement index 0 out of range" for a bare ``{}``).
+TEMPLATE_ERRORS = (LabError, ValueError, KeyError, IndexError, AttributeError)
+
+
+def one_line_error(err: BaseException) -> str:
+    """``"DataError: first line of the message"``: what a widget shows instead of a traceback."""
+    text = str(err).strip() or repr(err)
+    return f"{type(err).__name__}: {text.splitlines()[0]}"
+
+
+def template_tokens(tokenizer, template: str = PLAYGROUND_TEMPLATE, row: dict | None = None,
+                    max_seq_len: int = 48) -> dict:
+    """What training sees for one row under a text template, prepared as ``finetune.encode`` does.
+
+    Returns ``{"prompt", "text", "tokens", "n_trained", "n_masked", "truncated"}``: ``text`` is the full
+    training text (BOS in front, EOS once at the end), ``tokens`` a list of ``(token, trained?)``
+    (prompt tokens carry label -100 and are masked). A bad template raises (one of TEMPLATE_ERRORS).
+    """
+    from . import finetune, templates
+    from .config import check_int
+
+    row = dict(PLAYGROUND_ROW if row is None else row)
+    check_int("max_seq_len", max_seq_len, low=1)
+    prompt, full = finetune.texts(template, tokenizer, row, where="playground row")
+    example = finetune.encode(template, tokenizer, row, max_seq_len, where="playground row")
+    full = templates.with_single_eos(full, tokenizer.eos_token, start=len(prompt))
+    n_all = len(tokenizer(full, add_special_tokens=False)["input_ids"])
+    tokens = templates.show_trained_tokens(tokenizer, example)
+    n_trained = sum(on for _, on in tokens)
+    return {"prompt": prompt, "text": full, "tokens": tokens, "n_trained": n_trained,
+            "n_masked": len(tokens) - n_trained, "truncated": max(0, n_all - len(tokens))}
+
+
+def template_html(result: dict) -> str:
+    """The playground's output: the training text, then every token marked trained (green) or masked."""
+    import html
+
+    chips = "".join(
+        f"<span class='lab-token lab-token-{'trained' if on else 'masked'}' title='{'trained' if on else 'masked (-100)'}'"
+        f" style='display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font-family:monospace;"
+        f"background:{'#c8efc8' if on else '#e4e4e4'};color:{'#063' if on else '#666'}'>{html.escape(tok)}</span>"
+        for tok, on in result["tokens"])
+    marks = {"Ġ": "a space before the word", "Ċ": "a newline", "▁": "a space before the word"}
+    legend = ", ".join(f"<code>{m}</code> = {what}" for m, what in marks.items()
+                       if any(m in tok for tok, _ in result["tokens"]))
+    legend = f"<div style='color:#666;font-size:90%'>{legend}</div>" if legend else ""
+    cut = (f"; <b style='color:#b00'>{result['truncated']} token(s) cut by max_seq_len</b>"
+           if result["truncated"] else "")
+    return (f"<div><b>training text</b> (prompt, then the answer and EOS):"
+            f"<pre style='white-space:pre-wrap;margin:2px 0 6px 0'>{html.escape(result['text'])}</pre>"
+            f"<b>tokens</b>: {len(result['tokens'])} — <span style='color:#063'>{result['n_trained']} trained"
+            f"</span> (answer + EOS), <span style='color:#666'>{result['n_masked']} masked</span> "
+            f"(prompt, label -100){cut}<div style='line-height:1.9'>{chips}</div>{legend}</div>")
+
+
+def template_playground(tokenizer, template: str = PLAYGROUND_TEMPLATE, row: dict | None = None,
+                        max_seq_len: int = 48):
+    """Edit a text template and a row's fields; see the training text and which tokens are trained.
+
+    One text box per field of ``row`` (default: a Q&A row of notebook 04) and one for the template; the
+    output redraws on every change. A placeholder the row lacks, a template without a prompt and an
+    answer field, or a broken ``{`` shows the error's one-line message. ``box.controls`` holds the
+    controls by name (``"template"``, ``"max_seq_len"``, ``"field:<name>"``), ``box.output`` the HTML.
+    """
+    import html
+
+    import ipywidgets as w
+
+    row = dict(PLAYGROUND_ROW if row is None else row)
+    style = {"description_width": "110px"}
+    layout = w.Layout(width="95%")
+    controls = {"template": w.Textarea(value=template, description="template", rows=2, style=style, layout=layout)}
+    for name, value in row.items():
+        controls[f"field:{name}"] = w.Text(value=str(value), description=name, style=style, layout=layout)
+    controls["max_seq_len"] = w.IntText(value=max_seq_len, description="max_seq_len", style=style)
+    output = w.HTML()
+
+    def redraw(_=None):
+        fields = {name.split(":", 1)[1]: c.value for name, c in controls.items() if name.startswith("field:")}
+        try:
+            result = template_tokens(tokenizer, controls["template"].value, fields, controls["max_seq_len"].value)
+        except TEMPLATE_ERRORS as err:
+            output.value = f"<b class='lab-error' style='color:#b00'>{html.escape(one_line_error(err))}</b>"
+            return
+        output.value = template_html(result)
 
     for c in controls.values():
         c.observe(redraw, names="value")

@@ -1,10 +1,14 @@
-"""The memory calculator: the pure table function, its errors, and the widget wiring."""
+"""The widgets: the memory calculator and the template playground (pure functions, errors, wiring)."""
+
+import html
 
 import pytest
 
 from labhelpers import memory
 from labhelpers.errors import ConfigError
-from labhelpers.widgets import CUSTOM, calculator_table, memory_calculator
+from labhelpers import finetune
+from labhelpers.widgets import (CUSTOM, PLAYGROUND_ROW, PLAYGROUND_TEMPLATE, calculator_table, memory_calculator,
+                                 template_playground, template_tokens)
 
 GIB = memory.GIB
 
@@ -104,3 +108,51 @@ def test_widget_shows_bad_input_as_a_message():
     assert "seq_len=0" in box.output.value and "<table" not in box.output.value
     box.controls["seq_len"].value = 128                   # and it recovers
     assert "<table" in box.output.value
+
+
+# ------------------------------------------------------------------------------ template playground
+def test_template_tokens_are_what_encode_trains(tiny_tokenizer):
+    r = template_tokens(tiny_tokenizer, PLAYGROUND_TEMPLATE, PLAYGROUND_ROW, max_seq_len=48)
+    example = finetune.encode(PLAYGROUND_TEMPLATE, tiny_tokenizer, PLAYGROUND_ROW, 48)
+    assert [t for t, _ in r["tokens"]] == tiny_tokenizer.convert_ids_to_tokens(example["input_ids"])
+    assert [on for _, on in r["tokens"]] == [lab != -100 for lab in example["labels"]]
+    assert r["text"].endswith(PLAYGROUND_ROW["output"] + tiny_tokenizer.eos_token)   # EOS once, at the end
+    assert r["text"].count(tiny_tokenizer.eos_token) == PLAYGROUND_TEMPLATE.count("</s>") + 1
+    assert r["n_masked"] > 0 and r["n_trained"] > 0 and r["tokens"][-1] == (tiny_tokenizer.eos_token, True)
+    assert not any(on for _, on in r["tokens"][:r["n_masked"]])                  # the prompt comes first
+    short = template_tokens(tiny_tokenizer, max_seq_len=5)
+    assert len(short["tokens"]) == 5 and short["truncated"] == len(r["tokens"]) - 5
+
+
+def test_playground_builds_and_redraws(tiny_tokenizer):
+    pytest.importorskip("ipywidgets")
+    box = template_playground(tiny_tokenizer)
+    out = box.output
+    first = out.value
+    assert "training text" in first and "lab-token-trained" in first and "lab-token-masked" in first
+    assert set(box.controls) == {"template", "field:input", "field:output", "max_seq_len"}
+    box.controls["template"].value = "User: {input}\nAssistant: {output}"
+    assert out.value != first and "User: What does the word gloomy mean?\nAssistant: It means sad." in out.value
+    before = out.value
+    box.controls["field:output"].value = "It means very sad indeed."
+    assert out.value != before and "very sad indeed" in out.value
+    box.controls["max_seq_len"].value = 4
+    assert "cut by max_seq_len" in out.value
+
+
+@pytest.mark.parametrize("template,words", [
+    ("User: {question}\nAssistant: {output}", ["DataError", "['question']", "input", "output"]),
+    ("Answer: {output}", ["ConfigError", "prompt field"]),
+    ("User: {input\nAssistant: {output}", ["ValueError"]),
+    ("User: {input} }} } {output}", ["ValueError", "Single '}'"]),
+    ("<|user|> {input}</s><|assistant|> {output}</s></s>", ["DataError", "EOS"]),
+])
+def test_playground_shows_a_bad_template_in_one_line(tiny_tokenizer, template, words):
+    pytest.importorskip("ipywidgets")
+    box = template_playground(tiny_tokenizer)
+    box.controls["template"].value = template
+    shown = html.unescape(box.output.value)
+    assert "lab-error" in shown and "lab-token" not in shown and "Traceback" not in shown
+    assert shown.count("\n") == 0 and all(w in shown for w in words), shown
+    box.controls["template"].value = PLAYGROUND_TEMPLATE                     # and it recovers
+    assert "lab-token-trained" in box.output.value

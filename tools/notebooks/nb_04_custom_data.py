@@ -73,7 +73,7 @@ import pandas as pd
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-from labhelpers import data, datasets_tasks, exercises, finetune, runconfig, runs, templates, textmetrics
+from labhelpers import data, datasets_tasks, exercises, finetune, runconfig, runs, templates, textmetrics, widgets
 from labhelpers.datasets_gen import TONES
 from labhelpers.errors import DataError
 from labhelpers.metrics import classification_scores, parse_label
@@ -203,6 +203,11 @@ try:
     templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0], where=f"{qa_records.where(0)}")
 except DataError as err:
     print("DataError:", err)
+''', r'''
+# Try it: edit the template or the fields. Green tokens are trained, grey ones masked (label -100).
+# Try "User: {input}\nAssistant: {output}", a {question} placeholder, or a small max_seq_len.
+widgets.template_playground(tokenizer, template="<|user|> {input}</s><|assistant|> {output}",
+                            row={"input": "What does the word gloomy mean?", "output": "It means sad."})
 ''', r'''%% md
 ## 5 · Split: seeded, and stratified for classification
 
