@@ -259,3 +259,31 @@ def check_largest_batch(answer, model: str = "llama-3.2-1b", method: str = "lora
                                "does a larger one: try bigger batches until .fits turns False.")
     return Feedback(False, f"batch {answer} is predicted at {p.predicted_gib:.2f} GiB, over the {p.budget_gib:.2f} "
                            "GiB budget: try smaller ones (loop over batch sizes and keep the last that fits).")
+
+
+def check_adapters_per_copy(answer, preset: str = "llama-3.2-1b", r: int = 8) -> Feedback:
+    """Exercise 08: how many LoRA adapters (rank ``r``, all linear layers) take the bytes of one full copy.
+
+    Both in the same precision, so the answer is parameters of the model / parameters of one adapter.
+    """
+    from .memory import lora_trainable_params, preset_shape
+
+    if answer is None:
+        return Feedback(None, "replace None with a number of adapters, then run the cell again.")
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer <= 0:
+        return Feedback(False, f"answer should be a positive number of adapters, got {answer!r}.")
+    shape = preset_shape(preset)
+    adapter = lora_trainable_params(shape, r)
+    truth = shape["n_params"] / adapter
+    if abs(answer - truth) <= 0.05 * truth:
+        return Feedback(True, f"about {truth:.0f}: one adapter is {adapter / 1e6:.1f} M parameters against "
+                              f"{shape['n_params'] / 1e9:.2f} B for the model, so one full fine-tuned copy per task "
+                              f"costs as much disk as {truth:.0f} adapters on one shared base.")
+    if abs(answer - truth / 2) <= 0.05 * truth / 2:
+        hint = f"that is the figure for rank {2 * r}; the adapter here has rank {r}."
+    elif abs(answer - 1 / truth) <= 0.05 / truth:
+        hint = "that is adapter / model; the question asks how many adapters fit in one model's bytes (model / adapter)."
+    else:
+        hint = ("divide the model's parameters (memory.preset_shape(preset)['n_params']) by one adapter's "
+                "(memory.lora_trainable_params(shape, r)).")
+    return Feedback(False, hint)

@@ -156,3 +156,156 @@ def test_check_largest_batch_solution_and_hints():
     big = check_largest_batch(8, **kw)
     assert big.ok is False and "over the" in big.message and "smaller" in big.message
     assert check_largest_batch("2", **kw).ok is False
+
+
+def test_check_adapters_per_copy_solution_and_hints():
+    from labhelpers.exercises import check_adapters_per_copy
+    from labhelpers.memory import lora_trainable_params, preset_shape
+
+    shape = preset_shape("llama-3.2-1b")
+    truth = shape["n_params"] / lora_trainable_params(shape, 8)
+    assert 150 < truth < 260  # 1.24 B parameters / ~6 M per rank-8 all-linear adapter
+    assert check_adapters_per_copy(None).ok is None
+    assert check_adapters_per_copy(round(truth)).ok is True
+    assert "rank 16" in check_adapters_per_copy(truth / 2).message
+    assert "model / adapter" in check_adapters_per_copy(1 / truth).message
+    assert check_adapters_per_copy(truth * 1.5).ok is False
+    assert check_adapters_per_copy("205").ok is False
+
+
+# --- 04: error lines of a validation report ----------------------------------------------
+
+def _report():
+    from labhelpers.data import Issue, Report
+
+    def issue(level, line):
+        return Issue(level, "kind", "broken.jsonl", line, "output", "message", "fix")
+
+    # errors on lines 3 and 5 (and one without a line), warnings on 7 and 8
+    return Report(n_rows=10, issues=[issue("error", 3), issue("error", 5), issue("error", None),
+                                     issue("warning", 7), issue("warning", 8)])
+
+
+def test_check_error_lines_solution_and_hints():
+    from labhelpers.exercises import check_error_lines
+
+    report = _report()
+    assert check_error_lines(None, report).ok is None
+    assert check_error_lines([5, 3], report).ok is True
+    assert check_error_lines((3, 5, 5), report).ok is True   # order and repeats do not matter
+    for wrong, hint in (([3, 5, 7], "only have warnings"), ([3], "error line(s) missing"),
+                        ([3, 5, 9], "have no error"), (3, "list of line numbers"), ("3, 5", "list of line numbers"),
+                        ([3, True], "integers")):
+        fb = check_error_lines(wrong, report)
+        assert fb.ok is False and hint in fb.message, (wrong, fb.message)
+
+
+# --- every checker: a right answer passes, a wrong one fails with a hint ------------------
+# checker name -> (build(fixture) -> (right answer, keyword arguments), a wrong answer).
+# A new check_* function in labhelpers/exercises.py must be added here (test_every_checker_is_registered).
+
+HISTORY = [{"loss": 2.0, "step": 10}, {"eval_loss": 1.5, "step": 25}, {"eval_loss": 1.2, "step": 50},
+           {"eval_loss": 1.3, "step": 75}, {"loss": 0.9, "step": 80}]
+LORA_INPUTS = [f"model.layers.{i}.{block}.{proj}.lora_{ab}.MatMul.weight" for i in range(2)
+               for block, proj in (("attn", "q_proj"), ("attn", "v_proj")) for ab in "AB"]
+
+
+def _lora_parameters(model):
+    from labhelpers.exercises import lora_extra_parameters
+
+    return lora_extra_parameters(model, 16, ["q_proj", "v_proj"])
+
+
+def _adapters_per_copy():
+    from labhelpers.memory import lora_trainable_params, preset_shape
+
+    shape = preset_shape("llama-3.2-1b")
+    return shape["n_params"] / lora_trainable_params(shape, 8)
+
+
+EXERCISES = {
+    "check_weight_memory": (lambda fx: (N * 4 / 1e6, {"n_params": N}), N / 1e6),
+    "check_full_finetune_gib": (lambda fx: (16 * 7e9 / 2**30, {"n_params": 7e9}), 2 * 7e9 / 2**30),
+    "check_lora_parameters": (lambda fx: (_lora_parameters(fx("tiny_model")), {"model": fx("tiny_model")}), 1),
+    "check_nf4_gigabytes": (lambda fx: (4.127, {"n_params": 8e9}), 4.0),
+    "check_error_lines": (lambda fx: ([3, 5], {"report": _report()}), [3, 5, 7]),
+    "check_best_step": (lambda fx: (50, {"log_history": HISTORY}), 80),
+    "check_lora_inputs": (lambda fx: (8, {"lora_inputs": LORA_INPUTS}), 4),
+    "check_largest_batch": (lambda fx: (2, {"model": "llama-3.2-1b", "method": "lora", "seq_len": 512,
+                                           "memory_gib": 16}), 8),
+    "check_adapters_per_copy": (lambda fx: (round(_adapters_per_copy()), {}), 1000),
+}
+
+
+def _checkers():
+    import inspect
+
+    from labhelpers import exercises
+
+    return {name for name, fn in inspect.getmembers(exercises, inspect.isfunction)
+            if name.startswith("check_") and fn.__module__ == exercises.__name__}
+
+
+def test_every_checker_is_registered():
+    untested = sorted(_checkers() - set(EXERCISES))
+    assert not untested, f"add a right and a wrong answer for {untested} to EXERCISES in tests/test_exercises.py"
+    assert not set(EXERCISES) - _checkers(), "EXERCISES names a checker that labhelpers.exercises no longer has"
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_checker_right_wrong_and_unanswered(name, request):
+    from labhelpers import exercises
+
+    check = getattr(exercises, name)
+    build, wrong = EXERCISES[name]
+    right, kwargs = build(request.getfixturevalue)
+    assert check(None, **kwargs).ok is None
+    fb = check(right, **kwargs)
+    assert fb.ok is True and fb.message, (name, fb.message)
+    fb = check(wrong, **kwargs)
+    assert fb.ok is False, (name, fb.message)
+    assert len(fb.message) > 20 and fb.message != check(None, **kwargs).message, (name, fb.message)
+
+
+# --- every notebook's exercise has its worked solution ------------------------------------
+
+from labhelpers.paths import NOTEBOOKS_DIR, REPO_ROOT  # noqa: E402
+
+SOLUTIONS_DIR = REPO_ROOT / "solutions"
+SOURCES_DIR = REPO_ROOT / "tools" / "notebooks"
+#: Notebooks whose solution is being written; their test skips (rather than fails) while it is missing.
+SOLUTION_PENDING = {"08"}
+
+
+def _exercise_calls() -> dict[str, set[str]]:
+    """Notebook stem -> the exercises.check_* functions its cells call (rendered notebooks and their sources)."""
+    import json
+    import re
+
+    calls = {}
+    for path in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+                         for c in cells if c["cell_type"] == "code")
+        calls[path.stem] = set(re.findall(r"exercises\.(check_\w+)\(", text))
+    for path in sorted(SOURCES_DIR.glob("nb_[0-9][0-9]_*.py")):   # a notebook not rendered yet
+        stem = path.stem.removeprefix("nb_")
+        calls.setdefault(stem, set(re.findall(r"exercises\.(check_\w+)\(", path.read_text(encoding="utf-8"))))
+    return calls
+
+
+def test_every_notebook_has_an_exercise_with_a_real_checker():
+    calls = _exercise_calls()
+    assert calls
+    for stem, called in calls.items():
+        assert called, f"{stem}: no cell calls exercises.check_*"
+        assert called <= _checkers(), f"{stem} calls {sorted(called - _checkers())}, not in labhelpers.exercises"
+
+
+@pytest.mark.parametrize("stem", sorted(_exercise_calls()))
+def test_every_exercise_has_a_solution(stem):
+    found = sorted(SOLUTIONS_DIR.glob(f"{stem[:2]}_*.md"))
+    if not found and stem[:2] in SOLUTION_PENDING:
+        pytest.skip(f"solutions/{stem}.md is being written")
+    assert found, f"{stem} has an exercise but no worked solution: write solutions/{stem}.md"
+    assert found[0].read_text(encoding="utf-8").strip()
