@@ -23,4 +23,7 @@ NOTEBOOKS = {
                            "summary": "overfitting and its remedies; memory (checkpointing, accumulation, 4-bit, "
                                       "fit prediction); padding vs packing, bf16 on CPU; poor results diagnosed; "
                                       "environment"},
+    "08_advanced": {"title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "cpu_minutes": 4,
+                    "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
+                               "contrastive and class-weighted losses; papermill grids; accelerate launch"},
 }

@@ -20,6 +20,8 @@ CASES = [
     ("06_onnx_deployment", {"n_parity": 0}, "n_parity=0"),
     ("07_troubleshooting", {"more_data_rows": 10}, "more_data_rows=10"),
     ("07_troubleshooting", {"check_effects": "yes"}, "check_effects='yes'"),
+    ("08_advanced", {"search_sampler": "grid"}, "search_sampler='grid'"),
+    ("08_advanced", {"minority_share": 0.5}, "minority_share=0.5"),
 ]
 
 
