@@ -75,7 +75,7 @@ def make_pairs(rows: list[dict], n: int, seed: int = 0, text: str = "phrase", la
         out.append({"a": rows[i][text], "b": rows[j][text], "label": y})
         return True
 
-    while sum(p["label"] for p in out) < n_sim:
+    while len(out) < n_sim:  # similar pairs first, so the count is theirs
         c = rng.choice(pairable)  # classes equally often, whatever their sizes
         add(*rng.sample(by_class[c], 2), 1)
     while len(out) < n_sim + n_dis:
@@ -151,6 +151,9 @@ def _contrastive_trainer():
 
         def __init__(self, *args, margin: float = DEFAULT_MARGIN, **kwargs):
             super().__init__(*args, **kwargs)
+            if self.args.remove_unused_columns:
+                raise ValueError("ContrastiveTrainer needs TrainingArguments(remove_unused_columns=False), "
+                                 "or the Trainer drops the pair columns before the PairCollator sees them")
             self.margin = margin
             # Our loss is a per-batch mean: the Trainer must then do the gradient-accumulation scaling.
             self.model_accepts_loss_kwargs = False
@@ -253,10 +256,10 @@ def train_contrastive(model, tokenizer, pairs: list[dict], steps: int = 40, batc
     import datasets
 
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = _contrastive_trainer()(model=model, margin=margin, train_dataset=datasets.Dataset.from_list(pairs),
-                                     data_collator=PairCollator(tokenizer, template=template),
-                                     args=_args(tmp, steps, batch_size, lr, seed, schedule,
-                                               remove_unused_columns=False))
+        args = _args(tmp, steps, batch_size, lr, seed, schedule, remove_unused_columns=False)
+        trainer = _contrastive_trainer()(model=model, args=args, margin=margin,
+                                         train_dataset=datasets.Dataset.from_list(pairs),
+                                         data_collator=PairCollator(tokenizer, template=template))
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
@@ -380,7 +383,8 @@ def tokenize_with_class(task, rows: list[dict], labels=TONES):
 
 
 def train_tone(rows: list[dict], weighted: bool, steps: int = 150, batch_size: int = 8, lr: float = 2e-3,
-               seed: int = 0, model_path: str | Path = BASE_MODEL_DIR, r: int = 8, alpha: int = 16):
+               seed: int = 0, model_path: str | Path = BASE_MODEL_DIR, r: int = 8, alpha: int = 16,
+               callbacks: list | None = None):
     """LoRA on the phrase -> tone task from ``rows``: plain ``Trainer`` or ``WeightedLossTrainer``.
 
     Both see the same tokenized rows in the same order (same seeds); only the loss differs.
@@ -399,17 +403,18 @@ def train_tone(rows: list[dict], weighted: bool, steps: int = 150, batch_size: i
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
-    weights = class_weights([r_["tone"] for r_ in rows], TONES)
+    weights = class_weights([row["tone"] for row in rows], TONES)
     with tempfile.TemporaryDirectory() as tmp:
         if weighted:
-            trainer = _weighted_loss_trainer()(model=model, class_weights=[weights[t] for t in TONES], train_dataset=ds,
-                                          data_collator=ClassIndexCollator(tokenizer),
-                                          args=_args(tmp, steps, batch_size, lr, seed, remove_unused_columns=False))
+            args = _args(tmp, steps, batch_size, lr, seed, remove_unused_columns=False)
+            trainer = _weighted_loss_trainer()(model=model, args=args, train_dataset=ds,
+                                               class_weights=[weights[t] for t in TONES],
+                                               data_collator=ClassIndexCollator(tokenizer), callbacks=callbacks)
         else:
             trainer = Trainer(model=model, train_dataset=ds.remove_columns("class_index"),
                               data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True,
                                                                    label_pad_token_id=IGNORE_INDEX),
-                              args=_args(tmp, steps, batch_size, lr, seed))
+                              args=_args(tmp, steps, batch_size, lr, seed), callbacks=callbacks)
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0

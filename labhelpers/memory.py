@@ -46,6 +46,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import shapes as _shapes
 from .errors import ConfigError
 
 GIB = 1024**3
@@ -60,14 +61,9 @@ OPTIMIZERS = ("adamw", "adamw_8bit", "sgd")
 #: Llama's MLP width: 2/3 of 4h (SwiGLU keeps the parameter count of a 4h GELU MLP).
 LLAMA_MLP_RATIO = 8 / 3
 
-#: Public configs of the presets in labhelpers.models (config.json on the hub):
-#: name -> (n_params, n_layers, hidden, intermediate, vocab, tied embeddings).
-_PRESET_SHAPES = {
-    "smollm2-135m": (134_515_008, 30, 576, 1536, 49152, True),
-    "qwen2.5-0.5b": (494_032_768, 24, 896, 4864, 151936, True),
-    "llama-3.2-1b": (1_235_814_400, 16, 2048, 8192, 128256, True),
-    "phi-3.5-mini": (3_821_079_552, 32, 3072, 8192, 32064, False),
-}
+#: Public configs of the presets in labhelpers.models (config.json on the hub), from their one record in
+#: labhelpers.shapes.PRESET_CONFIGS: name -> (n_params, n_layers, hidden, intermediate, vocab, tied embeddings).
+_PRESET_SHAPES = {name: _shapes.memory_shape(name) for name in _shapes.PRESET_CONFIGS}
 
 
 def _precision_bytes(name: str, value: str) -> int:

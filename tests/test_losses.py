@@ -71,6 +71,33 @@ def test_pair_collator_batches_both_sides_in_the_template(tiny_tokenizer):
     assert first == "I was glad. feel" and second_side == "We were scared today. feel"
 
 
+def test_contrastive_trainer_loss_is_the_pooled_embeddings_loss(tiny_model_dir, tiny_tokenizer, tmp_path):
+    import datasets
+    from transformers import AutoModel, TrainingArguments
+
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    pairs = [{"a": "I was glad.", "b": "We were scared today.", "label": 0},
+             {"a": "She was happy.", "b": "He was glad.", "label": 1}]
+    ds, collator = datasets.Dataset.from_list(pairs), losses.PairCollator(tiny_tokenizer)
+
+    def args(**kw):
+        return TrainingArguments(output_dir=str(tmp_path), max_steps=1, use_cpu=True, report_to="none",
+                                 save_strategy="no", disable_tqdm=True, **kw)
+
+    with pytest.raises(ValueError, match="remove_unused_columns=False"):
+        losses.ContrastiveTrainer(model=model, args=args(), train_dataset=ds, data_collator=collator)
+    trainer = losses.ContrastiveTrainer(model=model, args=args(remove_unused_columns=False), margin=0.7,
+                                        train_dataset=ds, data_collator=collator)
+    batch = collator(pairs)
+    with torch.no_grad():
+        got = trainer.compute_loss(model, batch)
+        texts = [losses.EMBED_TEMPLATE.format(t) for t in ("I was glad.", "She was happy.", "We were scared today.",
+                                                           "He was glad.")]
+        emb = losses.embed_texts(model, tiny_tokenizer, texts, template="{}")
+    expected = losses.contrastive_loss(emb[:2], emb[2:], torch.tensor([0, 1]), margin=0.7)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
 def test_short_contrastive_run_separates_held_out_pairs_better_than_the_base():
     """The real embedded model, 40 steps: tones of unseen feeling words and frames pull apart."""
     train = losses.make_pairs(losses.read_tone_rows("train"), 640, seed=0)

@@ -22,14 +22,12 @@ for parameter-efficient fine-tuning: **memory**, not compute, decides what you c
 model_name = ""    # empty: the embedded tiny Llama; or a preset ("smollm2-135m", ...), a hub id or a folder
 output_dir = ""    # empty: a new folder under runs/; an existing non-empty folder is refused
 ''', r'''
-import importlib
 import shutil
 import time
-from importlib.metadata import PackageNotFoundError, version
 
 import pandas as pd
 
-from labhelpers import exercises, hardware, memory, runs
+from labhelpers import exercises, hardware, memory, preflight, runs
 from labhelpers.catalog import NOTEBOOKS
 from labhelpers.models import PRESETS, resolve_model
 from labhelpers.paths import REPO_ROOT
@@ -44,23 +42,11 @@ The course pins a tested set (`constraints.txt`). The **core** libraries are nee
 others only in some notebooks: bitsandbytes for QLoRA (03), ONNX Runtime / ORT GenAI / optimum for
 export and serving (06–07). A missing optional library is reported, not fatal.
 ''', r'''
-# (distribution name, import name, needed for)
-LIBRARIES = [
-    ("torch", "torch", "core"), ("transformers", "transformers", "core"), ("peft", "peft", "core"),
-    ("datasets", "datasets", "core"), ("bitsandbytes", "bitsandbytes", "QLoRA / 8-bit loading"),
-    ("onnxruntime", "onnxruntime", "ONNX export and serving"),
-    ("onnxruntime-genai", "onnxruntime_genai", "ORT GenAI serving"), ("optimum", "optimum", "ONNX export"),
-]
-rows, missing = [], []
-for dist, module, needed_for in LIBRARIES:
-    try:
-        importlib.import_module(module)   # importing, not just finding metadata: a broken install fails here
-        rows.append((dist, version(dist), needed_for))
-    except (ImportError, PackageNotFoundError) as err:
-        rows.append((dist, f"MISSING ({type(err).__name__})", needed_for))
-        missing.append(dist)
+# labhelpers.preflight.LIBRARIES: (distribution, import name, needed for); `make preflight` checks the same list.
+rows = preflight.library_versions(preflight.LIBRARIES)   # imports each one: a broken install shows up here
 display(pd.DataFrame(rows, columns=["library", "version", "needed for"]))
-core_missing = [d for d, _, need in LIBRARIES if need == "core" and d in missing]
+missing = [r["library"] for r in rows if r["missing"]]
+core_missing = [r["library"] for r in rows if r["missing"] and r["needed for"] == "core"]
 assert not core_missing, f"core libraries missing: {core_missing}; reinstall with `make course` (see README)"
 if missing:
     print("optional libraries missing (only their notebooks are affected):", missing)
@@ -179,6 +165,18 @@ breakdown = pd.DataFrame({
 }).loc[["weights_gib", "gradients_gib", "optimizer_gib", "activations_gib", "total_gib"]].astype(float).round(2)
 display(breakdown)
 assert breakdown.loc["total_gib", "qlora"] < breakdown.loc["total_gib", "lora"] < breakdown.loc["total_gib", "full"]
+''', r'''
+# What this machine can do with each real model: does notebook 02 fit (the calculator, at its batch 8 x 64
+# tokens, or the largest smaller batch that fits), about how long its 300 steps take, and what to pass.
+from labhelpers import shapes
+
+advice_df = shapes.advice(report)
+print("Times: seconds per step measured with random-weight stand-ins of each model (same size, no download) "
+      "on the course's 2-core CPU machine while it was busy (bench/results/scale_cpu-2core.md), scaled to this "
+      "machine's cores and to notebook 02's 300 steps of 8 rows of up to 64 tokens: rough upper bounds.")
+display(advice_df.drop(columns=["budget_gib", "time_basis"]))
+assert len(advice_df) == 3 * (len(PRESETS) - 1) and set(advice_df["fits"]) <= {"yes", "no"} | {
+    f"at batch {b}" for b in shapes.BATCH_CHOICES}
 ''', r'''%% md
 ## 6 · How long each notebook takes on a CPU
 
@@ -194,7 +192,7 @@ assert "00_setup" in NOTEBOOKS and (times["cpu_minutes"] > 0).all()
 
 A parameter stored in fp32 takes 4 bytes. **How many MB (10⁶ bytes) do the weights of the model you
 loaded above take in fp32?** Use `n_params` from section 4; put your number in `answer` and run the
-cell. (MiB, 2²⁰ bytes, is accepted too.)
+cell. (MiB, 2²⁰ bytes, is accepted too. Solutions: `solutions/00_setup.md`.)
 ''', r'''
 answer = None   # your number of MB here
 print(exercises.check_weight_memory(answer, n_params, bytes_per_param=4))
