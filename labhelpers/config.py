@@ -95,3 +95,13 @@ def accuracy_bar(min_accuracy, config: TrainConfig, default_steps: int = 300, de
     if not isinstance(min_accuracy, (int, float)) or not 0 <= min_accuracy <= 1:
         raise ConfigError(f"min_accuracy={min_accuracy!r} must be 'auto', None or a number in [0, 1]")
     return float(min_accuracy)
+
+
+def effects_checked(check_effects, config: TrainConfig) -> bool:
+    """Whether a notebook asserts its measured effects: ``"auto"`` on the embedded model only (the effects
+    were measured there), True always, False never (report only)."""
+    if check_effects not in ("auto", True, False):
+        raise ConfigError(f"check_effects={check_effects!r} must be 'auto', True or False")
+    from .models import DEFAULT_MODEL, PRESETS
+
+    return check_effects is True or (check_effects == "auto" and config.model_path == PRESETS[DEFAULT_MODEL].path)

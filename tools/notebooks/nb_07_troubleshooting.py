@@ -55,9 +55,8 @@ output_dir = ""
 check_effects = "auto"
 ''', r'''
 # Check the parameters first: a wrong one stops here, named.
-from labhelpers.config import TrainConfig, check_int
+from labhelpers.config import TrainConfig, check_int, effects_checked
 from labhelpers.errors import ConfigError
-from labhelpers.models import PRESETS
 
 cfg = TrainConfig(model_name=model_name, max_steps=overfit_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, seed=seed, output_dir=output_dir)
@@ -65,9 +64,7 @@ for name, value, low in (("overfit_rows", overfit_rows, 8), ("more_data_rows", m
                          ("eval_steps", eval_steps, 1), ("poor_steps", poor_steps, 10),
                          ("speed_batches", speed_batches, 2), ("n_test", n_test, 10)):
     check_int(name, value, low=low)
-if check_effects not in ("auto", True, False):
-    raise ConfigError(f"check_effects={check_effects!r} must be 'auto', True or False")
-strict = check_effects is True or (check_effects == "auto" and cfg.model_path == PRESETS["tiny"].path)
+strict = effects_checked(check_effects, cfg)
 print(f"model {cfg.model_path}; asserting measured effects: {strict}")
 ''', r'''
 import json

@@ -40,9 +40,8 @@ output_dir = ""
 check_effects = "auto"
 ''', r'''
 # Check the parameters first: a wrong one stops here, named.
-from labhelpers.config import TrainConfig, check_int
+from labhelpers.config import TrainConfig, check_int, effects_checked
 from labhelpers.errors import ConfigError
-from labhelpers.models import PRESETS
 
 cfg = TrainConfig(model_name=model_name, max_steps=adapter_steps, seed=seed, output_dir=output_dir)
 for name, value, low in (("adapter_steps", adapter_steps, 1), ("n_trials", n_trials, 1),
@@ -53,9 +52,7 @@ if search_sampler not in ("random", "tpe"):
     raise ConfigError(f"search_sampler={search_sampler!r} must be 'random' or 'tpe'")
 if isinstance(minority_share, bool) or not isinstance(minority_share, (int, float)) or not 0 < minority_share < 0.25:
     raise ConfigError(f"minority_share={minority_share!r} must be a number in (0, 0.25), e.g. 0.05")
-if check_effects not in ("auto", True, False):
-    raise ConfigError(f"check_effects={check_effects!r} must be 'auto', True or False")
-strict = check_effects is True or (check_effects == "auto" and cfg.model_path == PRESETS["tiny"].path)
+strict = effects_checked(check_effects, cfg)
 print(f"model {cfg.model_path}; asserting measured effects: {strict}")
 ''', r'''
 import json
