@@ -45,7 +45,8 @@ other programs lower it (read it with the load average).
 
     .venv/bin/python bench/scale.py            # the full bench (budgeted for <= 15 min on idle 2 cores)
     .venv/bin/python bench/scale.py --resume   # go on after an interruption (finished items are kept)
-    .venv/bin/python bench/scale.py --smoke    # the pipeline on a 2-layer shape, seq 32, 1 step, no ONNX
+    .venv/bin/python bench/scale.py --smoke    # the pipeline on a 2-layer shape, seq 32, 1 step, no ONNX,
+                                               # in this process on 1 thread (tests/test_scale_bench.py)
     .venv/bin/python bench/scale.py --device cuda   # see bench/scale_gpu.sh
 
 Writes ``bench/results/scale_<machine>.csv`` and ``.md`` (machine = device and core count, e.g.
@@ -210,7 +211,8 @@ def _file_bytes(model_dir: Path) -> tuple[int, int]:
     return quantized, other
 
 
-def measure_here(method: str, model_path: str, seq_len: int, steps: int, warmup: int) -> dict:
+def measure_here(method: str, model_path: str, seq_len: int, steps: int, warmup: int,
+                 threads: int | None = None) -> dict:
     """One measurement in this process (the worker runs it in a fresh one). See the module doc."""
     import torch  # noqa: F401  imported before the baseline, as in any notebook
     import transformers  # noqa: F401
@@ -243,7 +245,7 @@ def measure_here(method: str, model_path: str, seq_len: int, steps: int, warmup:
     sampler.start()
     try:
         got = measure_training(method, batch_size=BATCH, seq_len=seq_len, steps=steps, warmup_steps=warmup,
-                               model_path=model_path, lora_r=LORA_R, lora_dropout=LORA_DROPOUT)
+                               model_path=model_path, lora_r=LORA_R, lora_dropout=LORA_DROPOUT, threads=threads)
     finally:
         sampler.stop()
         lm.measure_peak = original
@@ -537,10 +539,19 @@ def run_bench(args) -> tuple[Path, Path]:
                 print(f"{preset} {method}: measuring ...", flush=True)
                 try:
                     if args.smoke:
+                        import torch
+
                         from labhelpers.measure import fix_malloc_thresholds
 
+                        # In this process (no import cost), on one thread: OpenMP threads that spin while other
+                        # programs hold the cores slow a step ~4x, and the waiting policy cannot change once
+                        # torch is loaded. Smoke mode checks the pipeline, not speed.
                         fix_malloc_thresholds()
-                        got = measure_here(method, str(folder), seq_len, spec["steps"], warmup)
+                        before_threads = torch.get_num_threads()
+                        try:
+                            got = measure_here(method, str(folder), seq_len, spec["steps"], warmup, threads=1)
+                        finally:
+                            torch.set_num_threads(before_threads)
                     else:
                         got = measure_fresh(method, folder, seq_len, spec["steps"], warmup, args.timeout)
                 except (RuntimeError, subprocess.TimeoutExpired) as err:
@@ -743,7 +754,7 @@ def run_gpu_bench(args) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="pipeline check: 2-layer 135M shape, seq 32, 1 step, "
-                    "no ONNX, measured in this process (< 1 min)")
+                    "no ONNX, measured in this process on 1 thread (< 1 min)")
     ap.add_argument("--resume", action="store_true", help="keep the items an interrupted run finished")
     ap.add_argument("--presets", nargs="*", choices=list(PLAN), help="only these shapes (default: the plan)")
     ap.add_argument("--seq-len", type=int, default=SEQ_LEN)
