@@ -311,7 +311,9 @@ The class weight rescues the rare class **early**: after 40 steps the plain loss
 say the rare tone at all, the weighted loss has, and it pays with some accuracy on the common
 classes (the weights push every answer towards the rare one for a while). Train long enough (run
 with `-p weighted_steps 150`) and on this data both losses reach full accuracy, the minority class
-included: the base model already knows the rare tone's words, so six examples suffice. Class weights
+included: the base model already knows the rare tone's words, so its 32 rows suffice. The gain from
+weighting also depends on the seed (with `-p seed 1` it vanishes at 40 steps): measure over several
+seeds before you trust a loss change. Class weights
 matter most where the rare class is hard and training budgets are short; always score them per class
 (macro F1, minority recall), never by accuracy alone.
 ''', r'''%% md
