@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         except LabError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(result.run_dir)
+        # Under accelerate every process prints its folder to the same pipe: flush what is buffered
+        # first, then write the line in one call, so two processes' lines cannot interleave mid-line
+        # (a pipe write under PIPE_BUF bytes is atomic; print() writes text and newline separately).
+        sys.stdout.flush()
+        sys.stdout.write(f"{result.run_dir}\n")
+        sys.stdout.flush()
     return 0
 
 
