@@ -287,3 +287,33 @@ def check_adapters_per_copy(answer, preset: str = "llama-3.2-1b", r: int = 8) ->
         hint = ("divide the model's parameters (memory.preset_shape(preset)['n_params']) by one adapter's "
                 "(memory.lora_trainable_params(shape, r)).")
     return Feedback(False, hint)
+
+
+def check_olive_samples(answer, max_steps: int, batch_size: int, epochs: float, max_seq_len: int = 64,
+                        rows: int = 800, max_samples: int = 256) -> Feedback:
+    """Exercise 09: how many training samples ``olive finetune`` built (samples seen / epochs)."""
+    from .olive import packed_samples
+
+    if answer is None:
+        return Feedback(None, "replace None with a number of training samples, then run the cell again.")
+    if isinstance(answer, bool) or not isinstance(answer, (int, float)) or answer <= 0:
+        return Feedback(False, f"answer should be a positive number of samples, got {answer!r}.")
+    truth = packed_samples(max_steps, batch_size, epochs)
+    seen = max_steps * batch_size
+    if abs(answer - truth) <= max(1, 0.01 * truth):
+        capped = (f" That is exactly Olive's default --max_samples {max_samples}: the file holds more "
+                  f"{max_seq_len}-token pieces, and the rest were never trained on. Pass --max_samples to use "
+                  "them all." if truth == max_samples else "")
+        return Feedback(True, f"{truth}: {max_steps} steps x {batch_size} pieces = {seen} samples seen, in "
+                              f"{epochs:g} passes. Each sample is one {max_seq_len}-token piece of several "
+                              f"joined rows, not one of the {rows} rows.{capped}")
+    if abs(answer - seen) <= 0.01 * seen:
+        hint = f"{seen} is how many samples the run saw ({max_steps} x {batch_size}); divide by the epochs."
+    elif abs(answer - rows) <= 1:
+        hint = (f"{rows} is the number of rows in the file; Olive does not train on rows but on "
+                f"{max_seq_len}-token pieces of the joined text.")
+    elif abs(answer - seen * epochs) <= 0.01 * seen * epochs:
+        hint = "divide the samples seen by the epochs, not multiply."
+    else:
+        hint = "samples = max_steps x batch_size / epochs (the last 'epoch' figure in lora_log)."
+    return Feedback(False, hint)

@@ -280,10 +280,12 @@ def check_adapter_shapes(shapes: dict[str, tuple], graph: dict[str, tuple], wher
             shown = tuple(RANK_DIM if e is None else e for e in expected)
             raise ModelError(f"{where}: adapter made for another base: {name} has shape {tuple(shape)}, "
                              f"the model expects {shown}")
-    for name, shape in shapes.items():  # A is (in, r), B is (r, out): both ranks must agree
-        if ".lora_A." in name:
+    for name, shape in shapes.items():  # float A is (in, r), B is (r, out): both ranks must agree
+        # Only the plain float pair: an int4 adapter (Olive's auto-opt --precision int4) stores
+        # ``weight_Q4`` blocks and ``weight_scales`` whose symbolic dims are not the rank.
+        if ".lora_A." in name and name.endswith(".weight") and len(shape) == 2:
             other = name.replace(".lora_A.", ".lora_B.")
-            if other in shapes and shapes[other][0] != shape[1]:
+            if other in shapes and len(shapes[other]) == 2 and shapes[other][0] != shape[1]:
                 raise ModelError(f"{where}: {name} has rank {shape[1]} but {other} rank {shapes[other][0]}; "
                                  "the adapter is damaged")
 

@@ -336,6 +336,67 @@ def generate_adapter_outputs(out: str | Path) -> list[Path]:
     return [out / "model.onnx", out / "genai_config.json", out / ADAPTER_FILE]
 
 
+def convert_adapters_args(adapter: str | Path, out: str | Path, dtype: str = "float32", quantize_int4: bool = False,
+                          extra: Sequence[str] = ()) -> list[str]:
+    """Arguments of ``olive convert-adapters``: a PEFT LoRA folder → one ``.onnx_adapter`` file ``out``
+    for a model with LoRA inputs (``generate-adapter``'s output for float, ``auto-opt --precision int4
+    -a``'s for ``quantize_int4``). ``-o`` names the file itself, not a folder."""
+    if dtype not in ("float32", "float16"):
+        raise ConfigError(f"dtype={dtype!r}: olive convert-adapters writes float32 or float16")
+    if not os.fspath(out).endswith(".onnx_adapter"):
+        raise ConfigError(f"out={os.fspath(out)!r}: name the adapter file, ending in .onnx_adapter")
+    args = ["convert-adapters", "-a", os.fspath(adapter), "-o", os.fspath(out), "--dtype", dtype]
+    return args + (["--quantize_int4"] if quantize_int4 else []) + _str_args(extra)
+
+
+_LOG_DICT = re.compile(r"\{'(?:loss|train_runtime|eval_loss)'[^{}]*\}")
+
+
+def training_log(text: str) -> list[dict]:
+    """The ``{'loss': ..., 'epoch': ...}`` records ``olive finetune`` prints (transformers' log lines),
+    in order, with numbers as floats; the last one holds ``train_runtime`` and the mean ``train_loss``."""
+    import ast
+
+    records = []
+    for match in _LOG_DICT.finditer(_ANSI.sub("", text)):
+        try:
+            raw = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            continue  # a record cut by a progress bar redraw
+        record = {}
+        for key, value in raw.items():
+            try:
+                record[key] = float(value)
+            except (TypeError, ValueError):
+                record[key] = value
+        records.append(record)
+    return records
+
+
+def packed_samples(max_steps: int, batch_size: int, epochs: float, accumulation: int = 1) -> int:
+    """How many training samples (packed pieces) a run had: samples seen / epochs, from Olive's log."""
+    if epochs <= 0:
+        raise ConfigError(f"epochs={epochs} must be positive (the last 'epoch' figure of the training log)")
+    return round(max_steps * batch_size * accumulation / epochs)
+
+
+def environment_versions(packages: Sequence[str] = ("olive-ai", "transformers", "torch", "peft",
+                                                    "onnxruntime-genai", "onnxruntime"),
+                         venv: str | Path | None = None) -> dict[str, str | None]:
+    """Installed versions of ``packages`` in Olive's environment (None where one is missing)."""
+    exe = olive_executable(venv)
+    python = exe.with_name("python.exe" if os.name == "nt" else "python")
+    code = ("import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\n"
+            "def v(p):\n    try:\n        return version(p)\n    except PackageNotFoundError:\n        return None\n"
+            "print(json.dumps({p: v(p) for p in sys.argv[1:]}))")
+    res = subprocess.run([str(python), "-c", code, *packages], capture_output=True, text=True,
+                         env=olive_env(), timeout=120)
+    if res.returncode != 0:
+        raise OliveError(f"{python} could not report its packages: {log_tail(res.stderr, 10)}. "
+                         "Rebuild the environment with `make olive-env`")
+    return json.loads(res.stdout)
+
+
 def _check_data_file(path: Path, fields: list[str]) -> None:
     """A local JSON Lines file must exist and have the template's columns (checked on its first row)."""
     if not path.is_file():

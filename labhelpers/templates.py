@@ -46,6 +46,29 @@ def chat_texts(tokenizer, prompt: str, answer: str | None = None, system: str | 
     return prompt_text, full
 
 
+def chat_text_template(tokenizer, prompt_field: str, answer_field: str, system: str | None = None) -> str:
+    """An Olive ``--text_template`` that writes each row exactly as the tokenizer's chat template would.
+
+    E.g. ``"<s><|user|> {phrase}</s><|assistant|> {tone}</s>"`` for the course's tiny model. Olive fills
+    the template with ``str.format``, so braces the chat format itself contains are doubled. Training
+    text written this way is the text ``chat_texts``/``apply_chat_template`` prompts with at inference:
+    a hand-written template (the chapter's Llama-3 one has no end-of-turn token after ``{tone}``)
+    teaches a format the model is never asked in, or never to stop.
+    """
+    for name, value in (("prompt_field", prompt_field), ("answer_field", answer_field)):
+        if not isinstance(value, str) or not value.isidentifier():
+            raise DataError(f"{name}={value!r} must be a column name (letters, digits, underscores)")
+    marks = {prompt_field: "\x02PROMPT\x03", answer_field: "\x02ANSWER\x03"}
+    prompt_text, full = chat_texts(tokenizer, marks[prompt_field], marks[answer_field], system=system)
+    if not full.startswith(prompt_text) or any(full.count(m) != 1 for m in marks.values()):
+        raise DataError("the tokenizer's chat template does not write the prompt as a prefix of the full "
+                        "conversation (or drops the text); write the --text_template by hand for this model")
+    text = full.replace("{", "{{").replace("}", "}}")
+    for field, mark in marks.items():
+        text = text.replace(mark, "{" + field + "}")
+    return text
+
+
 def with_single_eos(text: str, eos: str, start: int = 0) -> str:
     """Make ``text[start:]`` hold the EOS token exactly once, at the end if it had none.
 

@@ -173,6 +173,22 @@ def test_check_adapters_per_copy_solution_and_hints():
     assert check_adapters_per_copy("205").ok is False
 
 
+def test_check_olive_samples_solution_and_hints():
+    from labhelpers.exercises import check_olive_samples
+
+    kw = {"max_steps": 400, "batch_size": 4, "epochs": 6.25, "max_seq_len": 64}
+    assert check_olive_samples(None, **kw).ok is None
+    right = check_olive_samples(256, **kw)
+    assert right.ok is True and "--max_samples 256" in right.message  # the cap is named when it was hit
+    uncapped = check_olive_samples(144, max_steps=60, batch_size=8, epochs=3.3333, max_seq_len=128)
+    assert uncapped.ok is True and "max_samples" not in uncapped.message
+    for wrong, hint in ((1600, "divide by the epochs"), (800, "rows in the file"), (10000, "not multiply"),
+                        (300, "max_steps x batch_size / epochs")):
+        fb = check_olive_samples(wrong, **kw)
+        assert fb.ok is False and hint in fb.message, (wrong, fb.message)
+    assert check_olive_samples("256", **kw).ok is False
+
+
 # --- 04: error lines of a validation report ----------------------------------------------
 
 def _report():
@@ -234,6 +250,7 @@ EXERCISES = {
     "check_largest_batch": (lambda fx: (2, {"model": "llama-3.2-1b", "method": "lora", "seq_len": 512,
                                            "memory_gib": 16}), 8),
     "check_adapters_per_copy": (lambda fx: (round(_adapters_per_copy()), {}), 1000),
+    "check_olive_samples": (lambda fx: (256, {"max_steps": 400, "batch_size": 4, "epochs": 6.25}), 800),
 }
 
 

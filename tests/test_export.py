@@ -146,3 +146,22 @@ def test_int4_build_keeps_lora_matmuls_out_of_quantization(base, tmp_path, monke
     assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in excluded
     assert "/model/layers.0/mlp/down_proj/lora_B/MatMul" in excluded
     assert any(e == f"adapter_path={adapter.resolve()}" for e in extra)
+
+
+def test_adapter_shape_check_accepts_int4_blocks_and_catches_float_rank_mismatch():
+    # Names and shapes as olive auto-opt --precision int4 writes them (tiny model, r=16): the symbolic
+    # dims of the Q4 blocks and scales are not the rank, so the float rank rule must not apply to them.
+    pre = "model.layers.0.attn.q_proj."
+    int4_graph = {pre + "lora_A.MatMul.weight_Q4": (16, None, 16), pre + "lora_A.MatMul.weight_scales": (16, None),
+                  pre + "lora_B.MatMul.weight_Q4": (None, 1, 16), pre + "lora_B.MatMul.weight_scales": (None, 1)}
+    int4 = {pre + "lora_A.MatMul.weight_Q4": (16, 8, 16), pre + "lora_A.MatMul.weight_scales": (16, 8),
+            pre + "lora_B.MatMul.weight_Q4": (256, 1, 16), pre + "lora_B.MatMul.weight_scales": (256, 1)}
+    export.check_adapter_shapes(int4, int4_graph, "int4 adapter")
+    with pytest.raises(ModelError, match="another base.*weight_Q4"):
+        export.check_adapter_shapes({**int4, pre + "lora_B.MatMul.weight_Q4": (256, 2, 16)}, int4_graph, "x")
+    graph = {pre + "lora_A.MatMul.weight": (256, None), pre + "lora_B.MatMul.weight": (None, 256)}
+    export.check_adapter_shapes({pre + "lora_A.MatMul.weight": (256, 8), pre + "lora_B.MatMul.weight": (8, 256)},
+                                graph, "float adapter")
+    with pytest.raises(ModelError, match="rank 8 but .*rank 4.*damaged"):
+        export.check_adapter_shapes({pre + "lora_A.MatMul.weight": (256, 8), pre + "lora_B.MatMul.weight": (4, 256)},
+                                    graph, "float adapter")

@@ -22,6 +22,8 @@ CASES = [
     ("07_troubleshooting", {"check_effects": "yes"}, "check_effects='yes'"),
     ("08_advanced", {"search_sampler": "grid"}, "search_sampler='grid'"),
     ("08_advanced", {"minority_share": 0.5}, "minority_share=0.5"),
+    ("09_olive", {"max_seq_len": 8}, "max_seq_len=8"),
+    ("09_olive", {"min_accuracy": 2}, "min_accuracy=2"),
 ]
 
 

@@ -210,6 +210,56 @@ def test_auto_opt_and_generate_adapter_args_and_outputs(tmp_path):
                                             Path("ft/adapter/adapter_model.safetensors"), Path("ft/model/config.json")]
 
 
+def test_convert_adapters_args_name_the_file_and_check_the_dtype():
+    assert olive.convert_adapters_args("ft/adapter", "b.onnx_adapter") == [
+        "convert-adapters", "-a", "ft/adapter", "-o", "b.onnx_adapter", "--dtype", "float32"]
+    assert olive.convert_adapters_args("a", "b.onnx_adapter", "float16", quantize_int4=True)[-3:] == [
+        "--dtype", "float16", "--quantize_int4"]
+    with pytest.raises(ConfigError, match="dtype='bfloat16'"):
+        olive.convert_adapters_args("a", "b.onnx_adapter", "bfloat16")
+    with pytest.raises(ConfigError, match="ending in .onnx_adapter"):
+        olive.convert_adapters_args("a", "out_folder")
+
+
+# As olive finetune prints them (transformers 5: numbers as strings), between progress-bar redraws.
+OLIVE_LOG = ("  5%|▌ | 20/400 [00:04<01:10]\r{'loss': '5.769', 'grad_norm': '1.025', 'learning_rate': '0.003', "
+             "'epoch': '0.7812'}\n 12%|█▎ | 50/400\r\x1b[0m{'loss': '3.1', 'grad_norm': 'nan', 'epoch': '1.56'}\n"
+             "{'loss': '2.9', 'epo\r 99%|\n"   # a record cut by a redraw is skipped
+             "{'train_runtime': '70.61', 'train_samples_per_second': '17', 'train_loss': '3.086', 'epoch': '6.25'}\n"
+             "Model is saved at out\n")
+
+
+def test_training_log_reads_olives_records_in_order():
+    log = olive.training_log(OLIVE_LOG)
+    assert [r.get("loss") for r in log] == [5.769, 3.1, None]
+    assert log[0] == {"loss": 5.769, "grad_norm": 1.025, "learning_rate": 0.003, "epoch": 0.7812}
+    assert log[-1]["train_runtime"] == 70.61 and log[-1]["epoch"] == 6.25
+    assert olive.training_log("no records here") == []
+
+
+def test_packed_samples_is_samples_seen_over_epochs():
+    assert olive.packed_samples(400, 4, 6.25) == 256
+    assert olive.packed_samples(100, 1, 1.5625, accumulation=4) == 256
+    with pytest.raises(ConfigError, match="epochs=0"):
+        olive.packed_samples(10, 4, 0)
+
+
+def test_environment_versions_reads_the_other_venv(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "olive").write_text("")
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    versions = olive.environment_versions(("pytest", "no-such-package-xyz"), venv=venv)
+    # (the symlinked interpreter may see the base Python's packages, not this venv's: any pytest version)
+    assert set(versions) == {"pytest", "no-such-package-xyz"} and versions["no-such-package-xyz"] is None
+    assert versions["pytest"].split(".")[0].isdigit()
+    (venv / "bin" / "python").unlink()
+    (venv / "bin" / "python").write_text("#!/bin/sh\necho broken >&2; exit 1\n")
+    (venv / "bin" / "python").chmod(0o755)
+    with pytest.raises(OliveError, match="could not report its packages: broken.*make olive-env"):
+        olive.environment_versions(("pytest",), venv=venv)
+
+
 # --- the real thing --------------------------------------------------------------------------------
 
 def test_olive_finetune_really_trains_an_adapter(tmp_path):
@@ -228,7 +278,8 @@ def test_olive_finetune_really_trains_an_adapter(tmp_path):
                           stream=False, timeout=600)
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 16 and config["lora_alpha"] == 32
-    assert "'train_runtime'" in (tmp_path / "olive.log").read_text()  # it trained, not only loaded
+    log = olive.training_log((tmp_path / "olive.log").read_text())
+    assert log and "train_runtime" in log[-1] and log[-1]["epoch"] > 0  # it trained, not only loaded
     assert (tmp_path / ".olive-cache").is_dir()  # Olive's cache went to cwd, not the repository
     assert run.seconds > 0
     # The adapter loads on the base in the main environment (transformers 4.57, peft).
@@ -240,3 +291,33 @@ def test_olive_finetune_really_trains_an_adapter(tmp_path):
     ids = torch.tensor([[1, 4, 369, 2, 5]])
     assert model(ids).logits.shape == (1, 5, model.config.vocab_size)
     assert os.path.samefile(config["base_model_name_or_path"], BASE_MODEL_DIR)
+
+
+def test_the_chapters_task_name_form_really_fails(tmp_path):
+    """The chapter's `olive finetune --method lora --task_name ...` (notebook 09's table says why it fails)."""
+    with pytest.raises(OliveError, match=r"(?s)exit code 2.*required: -m/--model_name_or_path, -d/--data_name"):
+        olive.run_olive(["finetune", "--method", "lora", "--task_name", "classification", "--output_path",
+                         "adapters/classifier"], ["adapters/classifier/adapter"], cwd=tmp_path, stream=False)
+
+
+def test_convert_adapters_names_do_not_fit_a_model_builder_graph(base, root, tmp_path):
+    """Why notebook 09 converts its second adapter with export.write_onnx_adapter: `olive convert-adapters`
+    names tensors for Olive's own ExtractedAdapters graphs (``...self_attn.q_proj.lora_A.weight``), the model
+    builder's LoRA inputs are ``...attn.q_proj.lora_A.MatMul.weight``. If Olive aligns them, this fails."""
+    import onnx_artefacts as art
+    import onnxruntime as ort
+
+    from labhelpers import export
+    from labhelpers.errors import ModelError
+    from labhelpers.onnx_infer import GenAIModel
+
+    adapter = art.adapters(base, root)["A"]
+    out = tmp_path / "a.onnx_adapter"
+    olive.run_olive(olive.convert_adapters_args(adapter, out), [out], cwd=tmp_path, stream=False)
+    names = set(ort.AdapterFormat.read_adapter(str(out)).get_parameters())
+    graph = set(export.lora_inputs(art.genai_runtime(base, root)))
+    assert names and graph and not names & graph, (sorted(names)[:2], sorted(graph)[:2])
+    with pytest.raises(ModelError, match="no LoRA input in the model"):
+        GenAIModel(art.genai_runtime(base, root), threads=1).load_adapter(out, "olive")
+    course = export.write_onnx_adapter(adapter, art.genai_runtime(base, root), tmp_path / "course.onnx_adapter")
+    assert set(ort.AdapterFormat.read_adapter(str(course)).get_parameters()) <= graph

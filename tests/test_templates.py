@@ -62,3 +62,37 @@ def test_chat_texts_needs_a_chat_template(tiny_tokenizer):
     tok.chat_template = None
     with pytest.raises(DataError, match="no chat template"):
         T.chat_texts(tok, "x", "y")
+
+
+def test_chat_text_template_writes_rows_as_the_chat_template_does(tiny_tokenizer):
+    from labhelpers.olive import TONE_TEXT_TEMPLATE
+
+    template = T.chat_text_template(tiny_tokenizer, "phrase", "tone")
+    assert template == "<s><|user|> {phrase}</s><|assistant|> {tone}</s>" == TONE_TEXT_TEMPLATE
+    row = {"phrase": "We were {stunned}.", "tone": "surprise"}   # braces in the data stay as they are
+    assert T.render_template(template, row) == T.chat_texts(tiny_tokenizer, row["phrase"], row["tone"])[1]
+    with pytest.raises(DataError, match="answer_field='my tone'"):
+        T.chat_text_template(tiny_tokenizer, "phrase", "my tone")
+
+
+def test_chat_text_template_escapes_braces_of_the_chat_format(tiny_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    # A format with literal braces (JSON-like), as some chat templates have.
+    tok.chat_template = ("{% for m in messages %}{{ '{' + m['role'] + '}' }}{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ '{assistant}' }}{% endif %}")
+    template = T.chat_text_template(tok, "q", "a")
+    assert template == "{{user}}{q}{{assistant}}{a}"
+    assert template.format(q="hi", a="yo") == "{user}hi{assistant}yo"
+
+
+def test_chat_text_template_refuses_a_format_whose_prompt_is_not_a_prefix(tiny_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    # Drops the generation tag once the answer is there: training text and inference prompt would differ.
+    tok.chat_template = ("{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<gen>{% endif %}")
+    with pytest.raises(DataError, match="prefix"):
+        T.chat_text_template(tok, "q", "a")
