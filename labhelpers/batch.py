@@ -269,21 +269,10 @@ def grid_from_dict(values, source: str = "grid", base_dir: str | Path | None = N
 
 def load_grid(path: str | Path) -> Grid:
     """Read and validate a grid YAML file (``yaml.safe_load``)."""
-    import yaml
+    from .yamlfile import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such grid file")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)}); "
-                          "check indentation and quotes") from None
-    if values is None:
-        raise ConfigError(f"{path}: the grid file is empty")
-    return grid_from_dict(values, source=str(path), base_dir=path.resolve().parent)
+    return grid_from_dict(read_yaml(path, "grid"), source=str(path), base_dir=path.resolve().parent)
 
 
 def _id_part(value) -> str:

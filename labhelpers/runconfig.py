@@ -240,21 +240,10 @@ def _positive(source, path, value):
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML run config (``yaml.safe_load``: no Python objects from the file)."""
-    import yaml
+    from .yamlfile import read_yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)}); check indentation "
-                          "and quotes (templates with {braces} or ':' must be quoted)") from None
-    if values is None:
-        raise ConfigError(f"{path}: the config file is empty")
-    return from_dict(values, source=str(path), base_dir=path.parent)
+    return from_dict(read_yaml(path, "config"), source=str(path), base_dir=path.parent)
 
 
 def dump_config(values: dict, path: str | Path) -> Path:

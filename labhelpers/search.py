@@ -168,18 +168,11 @@ def load_space(path_or_dict, source: str | None = None) -> SearchSpace:
     if isinstance(path_or_dict, dict):
         raw, src = path_or_dict, source or "search space"
     else:
-        import yaml
+        from .yamlfile import read_yaml
 
         path = Path(path_or_dict)
         src = source or str(path)
-        if not path.is_file():
-            raise ConfigError(f"{src}: search space file not found; check the path (e.g. configs/search_lora.yaml)")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{src}: not valid YAML: {e}") from None
-        if raw is None:
-            raise ConfigError(f"{src}: the file is empty; it needs at least a 'parameters' section")
+        raw = read_yaml(path, "search space", example="configs/search_lora.yaml")
     if not isinstance(raw, dict):
         raise ConfigError(f"{src}: the top level must be a mapping of {', '.join(TOP_KEYS)}")
     _unknown(raw, TOP_KEYS, src)

@@ -73,10 +73,10 @@ def test_exponent_without_dot_is_named_as_yaml_text(tmp_path):
 
 
 def test_missing_and_empty_files(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="no such search space file; check the path"):
         load_space(tmp_path / "nope.yaml")
     (tmp_path / "empty.yaml").write_text("")
-    with pytest.raises(ConfigError, match="empty.yaml: the file is empty"):
+    with pytest.raises(ConfigError, match="empty.yaml: the search space file is empty"):
         load_space(tmp_path / "empty.yaml")
 
 
