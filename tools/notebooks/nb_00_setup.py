@@ -172,8 +172,8 @@ from labhelpers import shapes
 
 advice_df = shapes.advice(report)
 print("Times: seconds per step measured with random-weight stand-ins of each model (same size, no download) "
-      "on the course's 2-core CPU machine while it was busy (bench/results/scale_cpu-2core.md), scaled to this "
-      "machine's cores and to notebook 02's 300 steps of 8 rows of up to 64 tokens: rough upper bounds.")
+      "on the course's 2-core CPU machine (bench/results/scale_cpu-2core.md records each row's load average), "
+      "scaled to this machine's cores and to notebook 02's 300 steps of 8 rows of up to 64 tokens: rough figures.")
 display(advice_df.drop(columns=["budget_gib", "time_basis"]))
 assert len(advice_df) == 3 * (len(PRESETS) - 1) and set(advice_df["fits"]) <= {"yes", "no"} | {
     f"at batch {b}" for b in shapes.BATCH_CHOICES}

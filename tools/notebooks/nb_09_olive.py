@@ -117,7 +117,7 @@ notebook runs, below. The **why** column says what fails, or what costs too much
 | `olive finetune --method lora --task_name "classification" --output_path adapters/classifier` | `olive finetune … -o adapters/tone` as in section 2 | there is no `--task_name`. `-m` and `-d` are required, and Olive stops with a usage error |
 | `olive generate-adapter --base_model_path models/base --adapter_paths a,b --output_path models/multi-adapter` | `olive generate-adapter -m ONNX_WITH_LORA -o OUT`, then `export.write_onnx_adapter` for each further adapter (section 5) | `generate-adapter` has no `--base_model_path`/`--adapter_paths` (section 6 runs the chapter's form). It takes **one** ONNX model with LoRA weights inside and turns those weights into inputs plus an adapter file. Olive's `convert-adapters` would convert the next adapter, but it names the tensors for Olive's own exporter (`…self_attn.q_proj.lora_A.weight`), and a model-builder graph names its inputs `…attn.q_proj.lora_A.MatMul.weight`, so its file does not load there (`tests/test_olive.py` checks this) |
 | `olive run --config olive-config.yaml --setup` | not run with Olive here: notebook 04 runs the corrected YAML with the course's runner | `--setup` is gone (0.13 has `--list_required_packages`). The chapter's YAML uses names Olive's LoRA pass does not have (`lora_alpha`, a pass-level `weight_decay`) |
-| `olive finetune --logging_steps 10 --eval_steps 50 --save_steps 100 --logging_dir ./logs --report_to tensorboard` | `--logging_steps` runs here. Olive passes unknown options on to `TrainingArguments` | `--eval_steps` needs an `--eval_split`. `--report_to tensorboard` needs tensorboard in `.venv-olive`, which is not installed: notebook 05 does the monitoring |
+| `olive finetune --logging_steps 10 --eval_steps 50 --save_steps 100 --logging_dir ./logs --report_to tensorboard` | `--logging_steps` runs here. Olive passes unknown options on to `TrainingArguments` | without an `--eval_split` Olive turns evaluation off, so `--eval_steps` does nothing. `--report_to tensorboard` needs tensorboard in `.venv-olive`, which is not installed: notebook 05 does the monitoring |
 
 Olive also has silent failures: several problems end with exit code 0 and only the line "No output model
 produced". So every command here goes through `olive.run_olive(args, expect=[...])`. It streams Olive's log
@@ -361,11 +361,13 @@ except OliveError as err:
 print(failure[-700:])
 assert "exit code 2" in failure and "--model_name_or_path" in failure
 ''', r'''%% md
-Olive's quieter failures look different: the command runs, a pass fails inside, and Olive exits
-with code 0 after printing "No output model produced". One example is `olive generate-adapter` on
-`auto-opt`'s output, whose adapter is already extracted. Code that only checks the exit code would go on
-with a missing model. `run_olive` checks that the promised files exist, and it raises in that case too
-(`tests/test_olive.py` covers both kinds with a stand-in for Olive).
+Olive's quieter failures look different: the command runs, a pass fails or is skipped inside, and
+Olive exits with code 0 after printing "No output model produced". Code that only checks the exit code
+would go on with a missing model. `run_olive` checks that the promised files exist, so it raises in that
+case too (`tests/test_olive.py` covers both kinds with a stand-in for Olive). A louder one you may meet:
+`olive generate-adapter` on `auto-opt -a`'s output stops with "Can't replace existing dynamic dim lora_r",
+because that model's adapter is already extracted. Section 5 runs `generate-adapter` on a model with
+the LoRA weights inside, which is what it expects.
 
 ## 7 · Self-check exercise
 
