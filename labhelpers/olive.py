@@ -21,6 +21,8 @@ What each command writes under ``-o OUT`` (olive-ai 0.13.0, checked on the cours
   ``labhelpers.export.build_genai(base, out, adapter_dir=...)``), ``OUT/model.onnx`` with the LoRA
   weights as inputs and ``OUT/adapter_weights.onnx_adapter``. On a model without LoRA weights it
   copies the model and writes no adapter; on an ``auto-opt -a`` output (already extracted) it fails.
+- ``olive convert-adapters``: one ``.onnx_adapter`` file per PEFT adapter, with tensor names for
+  Olive's own exporter's graphs, not the model builder's (see ``convert_adapters_args``).
 
 Olive also writes its cache, ``.olive-cache/``, in the working directory (the CLI has no option
 for it); ``run_olive(..., cwd=...)`` chooses that directory.
@@ -339,8 +341,13 @@ def generate_adapter_outputs(out: str | Path) -> list[Path]:
 def convert_adapters_args(adapter: str | Path, out: str | Path, dtype: str = "float32", quantize_int4: bool = False,
                           extra: Sequence[str] = ()) -> list[str]:
     """Arguments of ``olive convert-adapters``: a PEFT LoRA folder → one ``.onnx_adapter`` file ``out``
-    for a model with LoRA inputs (``generate-adapter``'s output for float, ``auto-opt --precision int4
-    -a``'s for ``quantize_int4``). ``-o`` names the file itself, not a folder."""
+    (``-o`` names the file itself, not a folder).
+
+    Its tensor names (``...self_attn.q_proj.lora_A.weight``) are those of graphs from Olive's own ONNX
+    conversion. A model-builder graph (``auto-opt --use_model_builder``, or ``generate-adapter`` on a
+    ``build_genai`` model) names its LoRA inputs ``...attn.q_proj.lora_A.MatMul.weight``, so the file does
+    not load there: use ``export.write_onnx_adapter(peft_dir, folder, out)`` for those (tests/test_olive.py).
+    """
     if dtype not in ("float32", "float16"):
         raise ConfigError(f"dtype={dtype!r}: olive convert-adapters writes float32 or float16")
     if not os.fspath(out).endswith(".onnx_adapter"):
