@@ -26,7 +26,7 @@ NOTEBOOKS = {
     "08_advanced": {"title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "cpu_minutes": 4,
                     "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                                "contrastive and class-weighted losses; papermill grids; accelerate launch"},
-    "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 5,
+    "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 4,
                  "summary": "olive finetune (LoRA, QLoRA), auto-opt to int4 ONNX Runtime GenAI, generate-adapter and "
                             "convert-adapters for two adapters on one base; every chapter command mapped to one that runs"},
 }
