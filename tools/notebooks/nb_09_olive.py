@@ -30,7 +30,8 @@ deployment; Best practices → memory (`--per_device_train_batch_size 1 --gradie
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder (Llama-style) also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts 0.7 for Olive's LoRA adapter on the default run; a number sets the bar; None reports.
+# min_accuracy: "auto" asserts 0.4 for Olive's LoRA adapter on the default run (base 0.0, chance 0.25; see
+# section 2 for why not higher); a number sets the bar; None only reports.
 # check_effects: "auto" asserts the measured effects on the embedded model; True always; False only reports.
 model_name = ""
 max_steps = 400            # olive finetune --max_steps (LoRA); see section 2 for why not the chapter's 100
@@ -56,7 +57,8 @@ cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=lear
 for name, value, low in (("qlora_steps", qlora_steps, 1), ("course_steps", course_steps, 1),
                          ("max_seq_len", max_seq_len, 16), ("n_test", n_test, 10), ("threads", threads, 0)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg, default_steps=400, default_bar=0.7)
+bar = accuracy_bar(min_accuracy, cfg, default_steps=400, default_bar=0.4)
+course_bar = 0.9 if accuracy_bar("auto", cfg, default_steps=400) is not None else None
 strict = effects_checked(check_effects, cfg)
 print(f"model {cfg.model_path}; Olive LoRA {cfg.max_steps} steps, QLoRA {qlora_steps} steps; "
       f"accuracy bar {bar}; asserting measured effects: {strict}")
@@ -167,8 +169,16 @@ print(f"last epoch figure {lora_log[-1]['epoch']:.2f} after {cfg.max_steps} step
 Olive's log gives the loss every 50 steps and the epoch count. The loss stays high because most tokens are
 the phrases themselves, which are hard to predict. The answer is a token or two in about twenty. That is
 also why the chapter's `--max_steps 100` learns nothing here. At this learning rate the held-out accuracy
-measured 0.15 after 200 steps, 0.95 after 300 and 0.98 to 1.0 after 400 (two seeds). The model first learns
-the format and the phrases' words, and only late the mapping from phrase to tone.
+measured 0.15 after 200 steps and 0.95 after 300 in one series. The model first learns the format and the
+phrases' words, and only late the mapping from phrase to tone.
+
+**Olive's runs are not reproducible across folders.** Olive 0.13 does not seed the LoRA initialisation
+(`--seed` does not reach it): the same command with the same data gives a different adapter when the
+model sits in another folder. Five steps were enough to see it, with weights apart by up to 0.14. The
+same folder gives the same adapter every time. After 400 steps, six such starts scored 0.51, 0.73,
+0.88, 0.91, 0.93 and 0.98 on held-out phrases. So this notebook asserts a modest bar (0.4: far above
+the base's 0.0 and chance's 0.25), and yours may land anywhere in that range. The course's own path
+(section 2b) seeds everything and gives the same numbers wherever it runs.
 
 Now load Olive's adapter **in the course's environment** with `peft`, on the same base, and score it
 on the held-out phrases. Olive's output is a standard PEFT folder.
@@ -214,12 +224,13 @@ compare = pd.DataFrame({
                                      "train s": course_seconds},
 }).T
 display(compare.round(3))
-if bar is not None and course_steps >= 150:
-    assert course_scores["accuracy"] >= bar, f"the course's adapter scored {course_scores['accuracy']:.3f} < {bar}"
+if course_bar is not None and course_steps >= 150:
+    assert course_scores["accuracy"] >= course_bar, f"the course's adapter scored {course_scores['accuracy']:.3f}"
 ''', r'''%% md
-Both paths end at about the same accuracy, but they get there differently. The course's path needed
-`course_steps` = 150 steps where Olive needed 400, because Olive spends most of its gradient on the
-prompt's tokens and the course's masking makes each step count for the answer. Olive's command line is
+The two paths get there differently. The course's path reached 1.00 in `course_steps` = 150 steps
+(on every run so far), while Olive needed 400 and lands anywhere from about 0.5 to 1.0. Olive spends most
+of its gradient on the prompt's tokens and starts from an unseeded adapter. The course's masking makes
+each step count for the answer. Olive's command line is
 short and reproducible and writes a standard adapter, but its defaults are built for GPUs. The course's
 `Trainer` path shows every choice. Both adapters are plain PEFT folders, so the rest of the pipeline
 treats them the same.
@@ -398,7 +409,8 @@ print(exercises.check_olive_samples(answer, cfg.max_steps, cfg.batch_size, lora_
 - `olive finetune` works on a CPU with local data (`-d json --data_files`), a text template written
   by the model's chat template, `--torch_dtype float32` and explicit LoRA settings. It packs rows into
   pieces, trains on every token, and keeps at most `--max_samples` (256) pieces.
-- Olive's adapters are plain PEFT folders: load and score them with `peft` like any other.
+- Olive's adapters are plain PEFT folders: load and score them with `peft` like any other. Olive 0.13
+  does not seed the adapter's initialisation, so the same command scores differently in another folder.
 - `olive auto-opt --use_model_builder --precision int4 --adapter_path …` gives an int4 ONNX Runtime
   GenAI model with the adapter as a separate file, and it keeps the adapter's accuracy.
 - Several adapters on one base: `generate-adapter` on a model with LoRA weights inside gives the base
