@@ -26,6 +26,11 @@ What each command writes under ``-o OUT`` (olive-ai 0.13.0, checked on the cours
 
 Olive also writes its cache, ``.olive-cache/``, in the working directory (the CLI has no option
 for it); ``run_olive(..., cwd=...)`` chooses that directory.
+
+``olive finetune`` does not seed torch before it creates the LoRA weights (its ``--seed`` reaches the
+Trainer, which seeds only afterwards), and torch 2.13 seeds its generator randomly at start-up, so
+every run starts from another adapter. ``run_olive(..., torch_seed=N)`` starts Olive's own CLI with
+torch seeded first, which makes a run repeatable (same adapter bytes from any folder).
 """
 
 from __future__ import annotations
@@ -63,6 +68,10 @@ NO_OUTPUT_MESSAGE = "No output model produced"
 TONE_TEXT_TEMPLATE = "<s><|user|> {phrase}</s><|assistant|> {tone}</s>"
 
 ADAPTER_FILE = "adapter_weights.onnx_adapter"
+#: What ``run_olive(torch_seed=N)`` runs instead of the ``olive`` program: Olive's own entry point, after
+#: seeding torch (``python -c CODE N ARGS...``; the seed is an int, checked, and no shell is involved).
+SEEDED_START = ("import sys, torch; torch.manual_seed(int(sys.argv.pop(1))); sys.argv[0] = 'olive'; "
+                "from olive.cli.launcher import main; sys.exit(main())")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -75,11 +84,13 @@ class OliveRun:
     log_tail: str
     outputs: list[Path] = field(default_factory=list)
     log_path: Path | None = None
+    args: list[str] = field(default_factory=list)
+    torch_seed: int | None = None
 
     @property
     def text(self) -> str:
-        """The command as a copyable shell line."""
-        return command_text(self.command[1:])
+        """The Olive command as a copyable shell line (``olive ARGS``; see ``torch_seed``)."""
+        return command_text(self.args)
 
 
 # --- environment -----------------------------------------------------------------------------------
@@ -123,23 +134,31 @@ def command_text(args: Sequence[str | os.PathLike], program: str = "olive") -> s
 
 def run_olive(args: Sequence[str | os.PathLike], expect: Sequence[str | os.PathLike],
               log_path: str | Path | None = None, timeout: float = 1800, cwd: str | Path | None = None,
-              stream: bool = True, venv: str | Path | None = None) -> OliveRun:
+              stream: bool = True, venv: str | Path | None = None, torch_seed: int | None = None) -> OliveRun:
     """Run ``olive *args``, then check that every path in ``expect`` exists and is not empty.
 
     ``stream`` prints Olive's output while it runs; ``log_path`` keeps all of it in a file.
     ``cwd`` is where Olive runs (and writes ``.olive-cache/``); relative paths in ``args`` and
-    ``expect`` are relative to it. Raises OliveError on a non-zero exit, a time-out, or a missing
-    or empty output, with the command and the last lines of Olive's log.
+    ``expect`` are relative to it. ``torch_seed`` seeds torch in Olive's process before Olive starts
+    (``olive finetune`` is not repeatable without it; see the module's docstring). Raises OliveError
+    on a non-zero exit, a time-out, or a missing or empty output, with the command and the last
+    lines of Olive's log.
     """
     args = _str_args(args)
     if not expect:
         raise ConfigError("run_olive: name at least one output the command must produce (expect=[...]); "
                           "Olive can exit 0 without producing anything")
+    if torch_seed is not None and (isinstance(torch_seed, bool) or not isinstance(torch_seed, int) or torch_seed < 0):
+        raise ConfigError(f"run_olive: torch_seed={torch_seed!r} must be a whole number >= 0 (or None: unseeded)")
     exe = olive_executable(venv)
     cwd_path = Path(cwd) if cwd is not None else Path.cwd()
     wanted = [p if p.is_absolute() else cwd_path / p for p in map(Path, map(os.fspath, expect))]
-    command = [str(exe), *args]
-    shown = command_text(args)
+    if torch_seed is None:
+        command = [str(exe), *args]
+    else:  # the venv's python, beside its olive program
+        command = [str(exe.with_name("python.exe" if os.name == "nt" else "python")), "-c", SEEDED_START,
+                   str(torch_seed), *args]
+    shown = command_text(args) + ("" if torch_seed is None else f" (started with torch seeded: {torch_seed})")
     log_file = None
     if log_path is not None:
         log_path = Path(log_path)
@@ -184,7 +203,7 @@ def run_olive(args: Sequence[str | os.PathLike], expect: Sequence[str | os.PathL
         parts.append(_tail_block(chunks, log_path))
         raise OliveError("\n".join(parts))
     return OliveRun(command=command, seconds=seconds, log_tail=log_tail("".join(chunks)), outputs=wanted,
-                    log_path=log_path)
+                    log_path=log_path, args=args, torch_seed=torch_seed)
 
 
 def log_tail(text: str, lines: int = TAIL_LINES) -> str:
