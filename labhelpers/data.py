@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -553,3 +554,30 @@ def split(dataset, validation: float = 0.15, label_field: str | None = None, see
         counts = pd.DataFrame({s: Counter(str(x) for x in out[s][label_field]) for s in out}).fillna(0).astype(int)
         counts.loc["total"] = counts.sum()
     return out, counts
+
+
+def oversample(data, label_field: str, seed: int = 0, source: str = "dataset") -> list[dict]:
+    """Rows with every label repeated up to the largest label's count, in a seeded shuffled order.
+
+    The simplest fix for label imbalance in the training split (never oversample validation or test:
+    the scores would count the same rows several times). Each row is repeated whole times and the
+    remainder is drawn without replacement, so no row of a label appears more than once more than
+    another. Returns a new list; the input is not changed.
+    """
+    recs = as_records(data, source)
+    if not recs.rows:
+        raise DataError(f"{recs.source}: no rows to oversample")
+    by_label: dict[str, list[dict]] = {}
+    for i, row in enumerate(recs.rows):
+        if label_field not in row or row[label_field] is None:
+            raise DataError(f"{recs.where(i)}: field {label_field!r} is missing; every row needs a label to "
+                            f"oversample by it (fix the row, or pass the right label_field)")
+        by_label.setdefault(str(row[label_field]), []).append(row)
+    rng = random.Random(seed)
+    top = max(len(rows) for rows in by_label.values())
+    out = []
+    for rows in by_label.values():
+        whole, rest = divmod(top, len(rows))
+        out += rows * whole + rng.sample(rows, rest)
+    rng.shuffle(out)
+    return [dict(r) for r in out]

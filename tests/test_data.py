@@ -206,3 +206,26 @@ def test_exercise_checker_for_error_lines():
     assert fb.ok is False and "warning" in fb.message
     assert check_error_lines([], rep).ok is False
     assert check_error_lines("5", rep).ok is False
+
+
+def test_oversample_balances_labels_without_changing_the_input():
+    rows = [{"t": "a", "i": i} for i in range(7)] + [{"t": "b", "i": 10}, {"t": "b", "i": 11}, {"t": "c", "i": 20}]
+    before = json.dumps(rows)
+    out = data.oversample(rows, "t", seed=3)
+    assert json.dumps(rows) == before
+    counts = {lab: sum(r["t"] == lab for r in out) for lab in "abc"}
+    assert counts == {"a": 7, "b": 7, "c": 7}
+    b_counts = sorted(sum(r["i"] == i for r in out) for i in (10, 11))
+    assert b_counts == [3, 4]  # 7 = 2 x 3 + 1: whole repeats, then the remainder without replacement
+    assert sorted(r["i"] for r in out if r["t"] == "a") == list(range(7))  # the largest label is kept as is
+    assert out == data.oversample(rows, "t", seed=3) and out != data.oversample(rows, "t", seed=4)
+    assert [r["t"] for r in out[:7]] != ["a"] * 7  # shuffled, not grouped by label
+    out[0]["t"] = "changed"
+    assert "changed" not in json.dumps(rows)  # copies, not the caller's dicts
+
+
+def test_oversample_names_the_row_without_a_label():
+    with pytest.raises(DataError, match=r"rows\.jsonl:line 2: field 't' is missing"):
+        data.oversample(data.Records("rows.jsonl", [{"t": "a"}, {"x": 1}], [1, 2]), "t")
+    with pytest.raises(DataError, match="no rows"):
+        data.oversample([], "t")

@@ -15,7 +15,9 @@ tokens/s) moved.
 | the answer never stops (runs to `max_new_tokens`) | no EOS token in the training examples | end every answer with EOS | 4 |
 | good training loss, poor answers at inference | prompt format at inference differs from training | one template for both | 4 |
 | nothing learned / loss flat | learning rate far too low, too few steps, answers cut off | the method's usual learning rate; enough steps; a longer `max_seq_len` | 4 |
-| one class predicted for everything | label imbalance | rebalance, or a class-weighted loss (notebook 08) | 4 |
+| training loss exactly 0 from the first step; the model unchanged | every label is -100 (nothing to learn from) | mask only the prompt's tokens | 4 |
+| training loss stays high; answers wrong after many steps | prompt tokens not masked: the loss is mostly the prompt's | labels -100 on the prompt (`response_only=True`) | 4 |
+| one class predicted for everything | label imbalance | rebalance (oversample), or a class-weighted loss (notebook 08) | 4 |
 | `bitsandbytes` errors, no GPU, Apple Mac, version drift, hub unreachable | the environment | the fallbacks in section 5 | 5 |
 
 `labhelpers.diagnose` checks a dataset, tokenizer, template and settings for the causes in section 4
@@ -29,7 +31,7 @@ before you spend time training; `labhelpers.fitcheck` predicts section 2's probl
 - reproduce the usual causes of poor results, let the diagnosis helper flag them, and fix them;
 - know what to do when the environment is the problem.
 
-**Time on 2 CPU cores:** about 4 minutes (eleven short trainings and some measurements).
+**Time on 2 CPU cores:** about 4 minutes (fifteen short trainings and some measurements).
 
 **Chapter:** Common challenges and solutions (overfitting, memory limits, slow training, poor
 performance); Best practices.
@@ -80,10 +82,11 @@ from peft import LoraConfig, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForSeq2Seq,
                           DataCollatorWithFlattening, EarlyStoppingCallback, LlamaConfig, Trainer, TrainingArguments,
                           set_seed)
+from sklearn.metrics import recall_score
 from transformers.trainer_callback import PrinterCallback
 
 from labhelpers import diagnose as dx
-from labhelpers import exercises, fitcheck, hardware, measure, runconfig, runs, templates
+from labhelpers import data, exercises, fitcheck, hardware, measure, runconfig, runs, templates
 from labhelpers.generation import generate_answers
 from labhelpers.metrics import parse_label
 from labhelpers.paths import REPO_ROOT
@@ -103,7 +106,7 @@ print("outputs in", run_dir)
 
 
 def train_lora(train, *, steps, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0, weight_decay=0.0,
-               lr=cfg.learning_rate, early_stopping=None, eval_data=validation, name="run"):
+               lr=cfg.learning_rate, early_stopping=None, eval_data=validation, name="run", logging_steps=None):
     """One LoRA run with validation every eval_steps; returns the trainer (its model and log history)."""
     set_seed(cfg.seed)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
@@ -113,7 +116,7 @@ def train_lora(train, *, steps, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0,
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints" / name), max_steps=steps, per_device_train_batch_size=8,
         learning_rate=lr, weight_decay=weight_decay, lr_scheduler_type="constant", seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=eval_steps, eval_strategy="steps" if eval_data is not None else "no", eval_steps=eval_steps,
+        logging_steps=logging_steps or eval_steps, eval_strategy="steps" if eval_data is not None else "no", eval_steps=eval_steps,
         save_strategy="steps" if keep_best else "no", save_steps=eval_steps, save_total_limit=2,
         load_best_model_at_end=keep_best, metric_for_best_model="eval_loss", greater_is_better=False,
         report_to="none", use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
@@ -123,6 +126,10 @@ def train_lora(train, *, steps, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0,
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return trainer
+
+
+def logged_losses(trainer):
+    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 def curve(trainer, key="eval_loss"):
@@ -448,11 +455,11 @@ A run that trains without errors can still learn the wrong thing. Each problem b
 purpose; `labhelpers.diagnose` looks at the data, tokenizer, template and settings and names it, with
 its evidence and fix; then the fix is measured. First, the good run every problem is compared with:
 ''', r'''
-def encode_rows(rows_, max_length=64, eos=True):
+def encode_rows(rows_, max_length=64, eos=True, mask_prompt=True):
     out = []
     for r in rows_:
         ex = templates.tokenize_example(tokenizer, *templates.chat_texts(tokenizer, r["phrase"], r["tone"]),
-                                        max_length=max_length)
+                                        max_length=max_length, response_only=mask_prompt)
         if not eos:   # drop the final EOS from ids and labels: the model never sees where an answer ends
             ex = {k: v[:-1] for k, v in ex.items()}
         out.append(ex)
@@ -547,14 +554,72 @@ if strict:
 ''', r'''%% md
 ### 4d · Label imbalance
 
-If one class is most of the data, a model can score well by always predicting it. The helper flags
-the imbalance before training; notebook 08 trains with a class-weighted loss as the fix.
+If one class is most of the data, a model can score well by always predicting it. Here one tone has
+about 100 rows and the other three fewer than 10 between them. The helper flags the imbalance before training.
+The simplest fix is to **oversample**: repeat each rare class's rows until every class has as many
+as the largest (`labhelpers.data.oversample`; only ever in the training split). Notebook 08 shows the
+other fix, a class-weighted loss.
 ''', r'''
 majority = [r for r in train_rows if r["tone"] == task.labels[0]]
 skewed = majority + [r for r in train_rows if r["tone"] != task.labels[0]][: len(majority) // 10]
 found = dx.diagnose(skewed, tokenizer, encoded=encode_rows(skewed), **settings)
 print(found)
 assert "label_imbalance" in found.codes
+balanced = data.oversample(skewed, "tone", seed=cfg.seed)
+print("rows per tone:", {t: sum(r["tone"] == t for r in skewed) for t in task.labels}, "->",
+      {t: sum(r["tone"] == t for r in balanced) for t in task.labels})
+assert "label_imbalance" not in dx.diagnose(balanced, tokenizer, encoded=encode_rows(balanced), **settings).codes
+
+imbalance_rows = {}
+for label, rows_ in (("imbalanced", skewed), ("oversampled", balanced)):
+    t = train_lora(datasets.Dataset.from_list(encode_rows(rows_)), steps=poor_steps, eval_data=None, name=label)
+    answers, scores = task.evaluate(t.model)
+    preds = [parse_label(a, task.labels) for a in answers]
+    recall = dict(zip(task.labels, recall_score(task.test["tone"], preds, labels=task.labels, average=None,
+                                                zero_division=0)))
+    imbalance_rows[label] = {"accuracy": scores["accuracy"], "macro F1": scores["macro_f1"],
+                             **{f"recall {t}": v for t, v in recall.items()}}
+imbalance_table = pd.DataFrame(imbalance_rows).T
+display(imbalance_table.round(2))
+if strict:
+    assert imbalance_table.loc["oversampled", "accuracy"] > imbalance_table.loc["imbalanced", "accuracy"] + 0.2
+    assert imbalance_table.loc["oversampled", "macro F1"] > imbalance_table.loc["imbalanced", "macro F1"] + 0.2
+''', r'''%% md
+### 4e · Labels: the prompt not masked, or everything masked
+
+The labels say which tokens the loss learns from. The course masks the prompt (-100) and trains on
+the answer only. Two mistakes are common when people build labels by hand:
+
+- **nothing masked** (`labels = input_ids`, or a collator such as `DataCollatorForLanguageModeling`
+  that copies them): the loss is mostly about predicting the *prompt*. It stays high, and the one or
+  two answer tokens weigh little in it, so the task is learned slowly.
+- **everything masked** (for example the prompt mask computed on the whole text, or `max_seq_len`
+  that cuts the answer off): the loss is 0 from the first step, no gradient flows, and the adapter
+  never moves. A training loss of exactly 0.0 is a symptom, not a success.
+''', r'''
+unmasked = encode_rows(train_rows, mask_prompt=False)
+all_masked = [dict(ex, labels=[-100] * len(ex["labels"])) for ex in good_encoded]
+label_rows = [{"run": "prompt masked (good)", "flagged": "", "first loss": logged_losses(good)[0],
+               "last loss": logged_losses(good)[-1], "held-out accuracy": good_acc}]
+for label, encoded, code, steps in (("nothing masked", unmasked, "labels_unmasked", poor_steps),
+                                    ("everything masked", all_masked, "labels_all_masked", min(poor_steps, 10))):
+    found = dx.diagnose(train_rows, tokenizer, encoded=encoded, **settings)
+    print(f"--- {label}\n{found}")
+    assert code in found.codes, (label, found.codes)
+    t = train_lora(datasets.Dataset.from_list(encoded), steps=steps, eval_data=None, name=label.replace(" ", "_"),
+                   logging_steps=min(eval_steps, steps))
+    losses_logged = logged_losses(t)
+    label_rows.append({"run": label, "flagged": ", ".join(found.codes), "first loss": losses_logged[0],
+                       "last loss": losses_logged[-1], "held-out accuracy": accuracy(t.model)})
+    if label == "everything masked":
+        untouched = all(float(p.detach().abs().max()) == 0.0 for n, p in t.model.named_parameters() if "lora_B" in n)
+        print(f"every lora_B weight still exactly zero (the adapter is a no-op): {untouched}")
+        assert untouched and losses_logged[-1] == 0.0
+label_table = pd.DataFrame(label_rows).set_index("run")
+display(label_table.round(3))
+if strict:
+    for label in ("nothing masked", "everything masked"):
+        assert good_acc > label_table.loc[label, "held-out accuracy"] + 0.3, label
 ''', r'''%% md
 ## 5 · The environment
 
@@ -605,7 +670,8 @@ print(exercises.check_largest_batch(answer, model="llama-3.2-1b", method="lora",
   4-bit loading cuts the weights. `fitcheck.plan_training` says before a run whether it fits and what to change.
 - Speed: never pad to a fixed length; group or pack when lengths vary; no bf16 on CPUs without it.
 - Poor results: the prompt format, EOS, label masking, learning rate, steps, truncation and balance
-  are checked by `labhelpers.diagnose` in a second, before an hour of training.
+  are checked by `labhelpers.diagnose` in a second, before an hour of training. A training loss of
+  exactly 0 means nothing is trained; oversampling the rare classes fixes an imbalanced training set.
 ''', r'''
 summary = {
     "overfit_final_val_loss_problem": float(problem_row["final validation loss"]),
@@ -622,6 +688,8 @@ summary = {
     "accuracy_good": good_acc, "accuracy_plain_prompt": plain_acc,
     "new_tokens_no_eos": sum(lengths_bad) / len(lengths_bad), "new_tokens_with_eos": sum(lengths_good) / len(lengths_good),
     **{f"accuracy_{k.replace(' ', '_')}": float(v) for k, v in poor_table["held-out accuracy"].items() if k != "good"},
+    **{f"accuracy_{k}": float(v) for k, v in imbalance_table["accuracy"].items()},
+    **{f"accuracy_{k.replace(' ', '_')}": float(v) for k, v in label_table["held-out accuracy"].items() if k != "prompt masked (good)"},
     "seconds": round(time.perf_counter() - t_start, 1),
 }
 params = {**cfg.to_dict(), "overfit_rows": overfit_rows, "more_data_rows": more_data_rows, "eval_steps": eval_steps,
