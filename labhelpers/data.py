@@ -561,8 +561,8 @@ def oversample(data, label_field: str, seed: int = 0, source: str = "dataset") -
 
     The simplest fix for label imbalance in the training split (never oversample validation or test:
     the scores would count the same rows several times). Each row is repeated whole times and the
-    remainder is drawn without replacement, so no row of a label appears more than once more than
-    another. Returns a new list; the input is not changed.
+    remainder is drawn without replacement, so the rows of one label are copied equally often, give
+    or take one. Returns new dicts in a new list; the input is not changed.
     """
     recs = as_records(data, source)
     if not recs.rows:
