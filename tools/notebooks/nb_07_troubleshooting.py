@@ -82,11 +82,10 @@ from peft import LoraConfig, get_peft_model
 from transformers import (AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForSeq2Seq,
                           DataCollatorWithFlattening, EarlyStoppingCallback, LlamaConfig, Trainer, TrainingArguments,
                           set_seed)
-from sklearn.metrics import recall_score
 from transformers.trainer_callback import PrinterCallback
 
 from labhelpers import diagnose as dx
-from labhelpers import data, exercises, fitcheck, hardware, measure, runconfig, runs, templates
+from labhelpers import data, exercises, fitcheck, hardware, losses, measure, runconfig, runs, templates
 from labhelpers.generation import generate_answers
 from labhelpers.metrics import parse_label
 from labhelpers.paths import REPO_ROOT
@@ -126,10 +125,6 @@ def train_lora(train, *, steps, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0,
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     return trainer
-
-
-def logged_losses(trainer):
-    return [h["loss"] for h in trainer.state.log_history if "loss" in h]
 
 
 def curve(trainer, key="eval_loss"):
@@ -573,12 +568,10 @@ assert "label_imbalance" not in dx.diagnose(balanced, tokenizer, encoded=encode_
 imbalance_rows = {}
 for label, rows_ in (("imbalanced", skewed), ("oversampled", balanced)):
     t = train_lora(datasets.Dataset.from_list(encode_rows(rows_)), steps=poor_steps, eval_data=None, name=label)
-    answers, scores = task.evaluate(t.model)
-    preds = [parse_label(a, task.labels) for a in answers]
-    recall = dict(zip(task.labels, recall_score(task.test["tone"], preds, labels=task.labels, average=None,
-                                                zero_division=0)))
-    imbalance_rows[label] = {"accuracy": scores["accuracy"], "macro F1": scores["macro_f1"],
-                             **{f"recall {t}": v for t, v in recall.items()}}
+    answers, _ = task.evaluate(t.model)
+    report = losses.class_report(task.test["tone"], [parse_label(a, task.labels) for a in answers], task.labels)
+    imbalance_rows[label] = {"accuracy": report["accuracy"], "macro F1": report["macro_f1"],
+                             **{f"recall {tone}": report[f"recall_{tone}"] for tone in task.labels}}
 imbalance_table = pd.DataFrame(imbalance_rows).T
 display(imbalance_table.round(2))
 if strict:
@@ -599,8 +592,9 @@ the answer only. Two mistakes are common when people build labels by hand:
 ''', r'''
 unmasked = encode_rows(train_rows, mask_prompt=False)
 all_masked = [dict(ex, labels=[-100] * len(ex["labels"])) for ex in good_encoded]
-label_rows = [{"run": "prompt masked (good)", "flagged": "", "first loss": logged_losses(good)[0],
-               "last loss": logged_losses(good)[-1], "held-out accuracy": good_acc}]
+good_losses = [v for _, v in curve(good, "loss")]
+label_rows = [{"run": "prompt masked (good)", "flagged": "", "first loss": good_losses[0],
+               "last loss": good_losses[-1], "held-out accuracy": good_acc}]
 for label, encoded, code, steps in (("nothing masked", unmasked, "labels_unmasked", poor_steps),
                                     ("everything masked", all_masked, "labels_all_masked", min(poor_steps, 10))):
     found = dx.diagnose(train_rows, tokenizer, encoded=encoded, **settings)
@@ -608,7 +602,7 @@ for label, encoded, code, steps in (("nothing masked", unmasked, "labels_unmaske
     assert code in found.codes, (label, found.codes)
     t = train_lora(datasets.Dataset.from_list(encoded), steps=steps, eval_data=None, name=label.replace(" ", "_"),
                    logging_steps=min(eval_steps, steps))
-    losses_logged = logged_losses(t)
+    losses_logged = [v for _, v in curve(t, "loss")]
     label_rows.append({"run": label, "flagged": ", ".join(found.codes), "first loss": losses_logged[0],
                        "last loss": losses_logged[-1], "held-out accuracy": accuracy(t.model)})
     if label == "everything masked":
