@@ -19,18 +19,18 @@ STAMP := $(VENV)/.installed
 TEST_RUNS := $(CURDIR)/build/test-runs
 
 # Olive (olive-ai 0.13.0) needs transformers 5 while the course is on 4.57, so it gets its own venv, used
-# only through its `olive` program (labhelpers/olive.py). Tested pins: olive-constraints.txt.
+# only through its `olive` program (labhelpers/deploy/olive.py). Tested pins: olive-constraints.txt.
 OLIVE_VENV := .venv-olive
 OLIVE_PY := $(OLIVE_VENV)/bin/python
 OLIVE_STAMP := $(OLIVE_VENV)/.installed
-# olive-ai: exact, since labhelpers/olive.py's commands and the output layout it checks are those of 0.13.0.
+# olive-ai: exact, since labhelpers/deploy/olive.py's commands and the output layout it checks are those of 0.13.0.
 # requests: olive 0.13.0 imports it without declaring it. onnxruntime-genai: auto-opt --use_model_builder
 # works with 0.14.1 only (0.15.2: KeyError 'hf_details'; 0.18: a missing module). peft + datasets: finetune
 # (LoRA pass, `-d json` data); bitsandbytes: finetune --method qlora. The rest (transformers 5, accelerate,
 # onnx, onnxruntime, onnxscript, onnx-ir) comes with these.
 OLIVE_PACKAGES := olive-ai==0.13.0 requests onnxruntime-genai==0.14.1 peft datasets bitsandbytes
 
-.PHONY: venv course test lab base-model data notebooks constraints clean wheelhouse preflight olive-env browser
+.PHONY: venv course test lint lab base-model data notebooks constraints clean wheelhouse preflight olive-env browser
 
 venv: $(STAMP)
 
@@ -47,16 +47,21 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 course: venv olive-env
-	$(VPY) -m labhelpers.course
+	$(VPY) -m labhelpers course
 
-# Debian's Chromium for tests/test_browser.py (Playwright drives it; Playwright's own browser download is not used).
+# Debian's Chromium for tests/course/test_browser.py (Playwright drives it; Playwright's own browser download is not used).
 browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "tests/test_browser.py needs Debian's chromium: run 'sudo apt-get install -y chromium' (or make browser as root)" >&2; exit 1; }; \
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] || { echo "tests/course/test_browser.py needs Debian's chromium: run 'sudo apt-get install -y chromium' (or make browser as root)" >&2; exit 1; }; \
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-# Both suites always run; the target fails if either failed.
+# ruff over the code and the notebook sources (configured in pyproject.toml).
+lint: venv
+	$(VPY) -m ruff check labhelpers tests bench tools notebooks
+
+# Lint first (seconds); then both suites always run; the target fails if any failed.
 test: venv olive-env browser
 	@mkdir -p $(TEST_RUNS); status=0; \
+	$(VPY) -m ruff check labhelpers tests bench tools notebooks || status=1; \
 	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest tests || status=1; \
 	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env notebooks || status=1; \
 	exit $$status
@@ -77,7 +82,7 @@ wheelhouse:
 
 # An attendee's laptop, checked in under a minute: PASS/WARN/FAIL per check and the fix for each failure.
 preflight: venv
-	$(VPY) -m labhelpers.preflight
+	$(VPY) -m labhelpers preflight
 
 olive-env: $(OLIVE_STAMP)
 
@@ -101,15 +106,15 @@ lab: venv
 	cd notebooks && ../$(VENV)/bin/jupyter lab
 
 base-model: venv
-	$(VPY) -m labhelpers.basemodel --out data/tiny-llama-base --force
+	$(VPY) -m labhelpers.models.basemodel --out data/tiny-llama-base --force
 
-# Notebooks are written from their sources in tools/notebooks/ (plain Python, reviewable diffs).
+# Each notebooks/NN_name.ipynb is written from its jupytext py:percent source notebooks/NN_name.py (edit that).
 notebooks: venv
-	for f in tools/notebooks/nb_*.py; do $(VPY) $$f || exit 1; done
+	$(VPY) tools/sync_notebooks.py
 
 data: venv
-	$(VPY) -m labhelpers.datasets_gen --out data/tone
-	$(VPY) -m labhelpers.datasets_tasks --task qa --out data/qa --train 300 --test 60
+	$(VPY) -m labhelpers.data.tone_data --out data/tone
+	$(VPY) -m labhelpers.data.task_data --task qa --out data/qa --train 300 --test 60
 
 # Pins what is installed now. torch (and CUDA/triton wheels) are left out: TORCH_SPEC/TORCH_INDEX choose
 # them per machine, and a pin like torch==2.13.0+cpu cannot be met where a CUDA torch is wanted.

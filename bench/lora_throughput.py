@@ -14,10 +14,16 @@ import time
 import datasets
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import (AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer,
-                          TrainingArguments, set_seed)
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
-from labhelpers import templates
+from labhelpers.data import templates
 from labhelpers.paths import BASE_MODEL_DIR, TONE_DATA_DIR
 
 

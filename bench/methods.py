@@ -1,11 +1,11 @@
 """Full fine-tuning vs LoRA vs QLoRA on the embedded model: peak memory and seconds per step, side by side.
 
-Each run is a fresh Python process (labhelpers.measure.measure_training_subprocess) that loads the model
+Each run is a fresh Python process (labhelpers.memory.measure.measure_training_subprocess) that loads the model
 for one method and trains AdamW steps on random full-length token batches: peak RSS growth over the
 RSS after loading (exact, from the kernel's high-water mark) and the median seconds per step after a
 warm-up step. Runs alternate (full, lora, qlora, full, ...) so load that comes and goes hits all
 methods alike; ratios to full fine-tuning are taken within each round. The calculator's estimate
-(labhelpers.widgets.calculator_table) is printed beside the measurement.
+(labhelpers.course.widgets.calculator_table) is printed beside the measurement.
 
     .venv/bin/python bench/methods.py [--batch-size 16] [--seq-len 256] [--steps 3] [--repeats 2]
 """
@@ -14,10 +14,10 @@ import argparse
 import os
 import statistics
 
-from labhelpers.measure import measure_training_subprocess
-from labhelpers.widgets import calculator_table
+from labhelpers.course.widgets import calculator_table
+from labhelpers.memory.measure import measure_training_subprocess
 
-METHODS = ("full", "lora", "qlora")
+METHODS = ("full", "lora", "qlora")  # the order notebook 01 shows them in
 
 
 def main():
@@ -53,7 +53,7 @@ def main():
         print(f"{m:<7}{runs[m][0]['weights_mb']:>11.2f}{growth:>16.1f}{(est['total_gib'] - est['weights_gib']) * mb:>13.1f}"
               f"{sps:>9.3f}{mem_ratio:>15.2f}{time_ratio:>13.2f}")
     print("peak growth = gradients + optimizer state + activations (+ allocator overhead and backward temporaries);"
-          "\nestimate = the calculator's same parts (labhelpers.memory), without temporaries.")
+          "\nestimate = the calculator's same parts (labhelpers.memory.estimate), without temporaries.")
 
 
 if __name__ == "__main__":

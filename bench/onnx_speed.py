@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from labhelpers import export, templates
-from labhelpers.onnx_infer import GenAIModel, greedy_tokens, load_optimum, parity
+from labhelpers.data import templates
+from labhelpers.deploy import export
+from labhelpers.deploy.onnx_infer import GenAIModel, greedy_tokens, load_optimum, parity
 from labhelpers.paths import BASE_MODEL_DIR, TONE_DATA_DIR
 
 

@@ -19,8 +19,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
-from labhelpers import measure
-from labhelpers.corpus import generate_corpus
+from labhelpers.memory import measure
+from labhelpers.models.corpus import generate_corpus
 from labhelpers.paths import BASE_MODEL_DIR
 
 

@@ -1,7 +1,18 @@
-"""Helpers for the slm-finetune-lab course notebooks.
+"""Helpers for the slm-finetune-lab notebooks, in rooms named for the course's stages.
 
-Each module does one job (paths, data generation, templates, metrics, ...);
-the notebooks call the real transformers/peft/datasets APIs themselves.
+Room map (imports point down this list, never up; ``tests/`` mirrors it):
+
+- shared (this folder): ``errors`` (LabError family), ``checks`` (argument checks, "did you mean"),
+  ``constants`` (GiB, method names), ``paths``, ``yamlfile``, ``runs`` (run folders, metrics.json),
+  ``catalog`` (the notebook list). Every notebook.
+- ``models``: presets and their real shapes, the embedded tiny Llama and its corpus. 00, 01, 03, 07, 08.
+- ``data``: loading and validation, templates and chat formats, YAML run configs, generated datasets. 02, 04, 07.
+- ``memory``: hardware facts, the memory estimate, fitcheck, measuring peak memory and time. 00, 01, 03, 07.
+- ``evaluate``: metrics, text metrics, perplexity, batched generation, comparison, plots, diagnose. 02-09.
+- ``train``: notebook settings, the training CLI (``finetune``), methods, quantization, losses, search,
+  monitoring, the tone task. 01-09.
+- ``deploy``: ONNX export, ONNX Runtime (GenAI) inference, the serve CLI, Olive's CLI. 06, 09.
+- ``course``: the course runner, papermill grids, preflight, exercises, widgets. 00, 01, 04, 08 and ``make``.
+
+Command line: ``python -m labhelpers finetune|course|batch|serve|preflight ...`` (``--help`` on each).
 """
-
-__version__ = "0.1.0"

@@ -10,8 +10,10 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .errors import ConfigError, DataError, OverwriteError
-from .paths import runs_dir
+import pandas as pd
+
+from labhelpers.errors import ConfigError, DataError, OverwriteError
+from labhelpers.paths import runs_dir
 
 METRICS_FILE = "metrics.json"
 #: Keys write_metrics adds itself; a metric with one of these names would be silently lost.
@@ -144,7 +146,6 @@ def read_metrics(path: str | Path) -> dict:
 
 def collect_metrics(run_root: str | Path):
     """One row per metrics.json under ``run_root`` (params as ``params.<name>`` columns)."""
-    import pandas as pd  # only needed here; keeps `import labhelpers.runs` light
 
     root = Path(run_root)
     if not root.is_dir():

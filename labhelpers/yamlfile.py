@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ConfigError
+import yaml
+
+from labhelpers.errors import ConfigError
 
 
 def read_yaml(path: str | Path, kind: str, example: str | None = None):
     """``yaml.safe_load`` of ``path`` (no Python objects from the file); ConfigError for a missing,
     unparsable or empty file, naming the file (and line) and, for a missing one, an ``example`` path."""
-    import yaml
 
     path = Path(path)
     if not path.is_file():

@@ -4,7 +4,7 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A test-size base model built by the real build path (seconds, not the shipped model)."""
-    from labhelpers.basemodel import SPECS, build_base_model
+    from labhelpers.models.basemodel import SPECS, build_base_model
 
     return build_base_model(tmp_path_factory.mktemp("models") / "tiny-test", SPECS["test"], log=None)
 

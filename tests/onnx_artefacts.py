@@ -28,7 +28,7 @@ def tokenizer(base: str):
 
 @functools.lru_cache(maxsize=None)
 def chat_prompts(base: str) -> tuple[str, ...]:
-    from labhelpers.templates import chat_texts
+    from labhelpers.data.templates import chat_texts
 
     return tuple(chat_texts(tokenizer(base), p)[0] for p in PROMPTS)
 
@@ -87,7 +87,7 @@ def pytorch_tokens(model_dir: str) -> tuple:
     """Greedy tokens of a saved (merged) model for each of chat_prompts."""
     from transformers import AutoModelForCausalLM
 
-    from labhelpers.onnx_infer import greedy_tokens
+    from labhelpers.deploy.onnx_infer import greedy_tokens
 
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tok = tokenizer(model_dir)
@@ -100,7 +100,7 @@ def peft_tokens(base: str, root: str) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from labhelpers.onnx_infer import greedy_tokens
+    from labhelpers.deploy.onnx_infer import greedy_tokens
 
     paths = adapters(base, root)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), paths["A"], adapter_name="A")
@@ -118,7 +118,7 @@ def peft_tokens(base: str, root: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def genai_plain(base: str, root: str) -> Path:
-    from labhelpers.export import build_genai
+    from labhelpers.deploy.export import build_genai
 
     return build_genai(merged_a(base, root), Path(root) / "genai-merged-A", "fp32")
 
@@ -126,7 +126,7 @@ def genai_plain(base: str, root: str) -> Path:
 @functools.lru_cache(maxsize=None)
 def genai_runtime(base: str, root: str) -> Path:
     """fp32 GenAI folder of the base with LoRA inputs (template: adapter A)."""
-    from labhelpers.export import build_genai
+    from labhelpers.deploy.export import build_genai
 
     return build_genai(base, Path(root) / "genai-runtime", "fp32", adapter_dir=adapters(base, root)["A"],
                        runtime_adapters=True)
@@ -134,7 +134,7 @@ def genai_runtime(base: str, root: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def onnx_adapters(base: str, root: str) -> dict:
-    from labhelpers.export import write_onnx_adapter
+    from labhelpers.deploy.export import write_onnx_adapter
 
     folder = genai_runtime(base, root)
     return {name: write_onnx_adapter(path, folder, Path(root) / f"{name}.onnx_adapter")
@@ -147,7 +147,7 @@ def foreign_onnx_adapter(base: str, root: str) -> Path:
     import numpy as np
     import onnxruntime as ort
 
-    from labhelpers.export import lora_inputs
+    from labhelpers.deploy.export import lora_inputs
 
     params = {}
     for name, shape in lora_inputs(genai_runtime(base, root)).items():
@@ -168,7 +168,7 @@ def genai_config(folder) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def optimum_export(base: str, root: str) -> Path:
-    from labhelpers.export import export_optimum
+    from labhelpers.deploy.export import export_optimum
 
     return export_optimum(merged_a(base, root), Path(root) / "optimum-merged-A")
 

@@ -4,19 +4,30 @@ re-measuring 135M/0.5B models takes minutes; rerun `python bench/scale.py` to re
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+
+from labhelpers.models import shapes
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.25
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("scale_bench", REPO / "bench" / "scale.py")
+def _load(name, filename):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _bench():
+    """bench/scale.py, loaded by path. bench/ is a folder of scripts, not a package: run as a script, scale.py
+    imports its sibling ``scale_workers`` from the script's folder, so here the sibling is loaded first."""
+    if "scale_workers" not in sys.modules:
+        sys.modules["scale_workers"] = _load("scale_workers", "scale_workers.py")
+    return _load("scale_bench", "scale.py")
 
 
 def _read(path):
@@ -65,7 +76,7 @@ def test_calculator_within_25_percent_of_recorded_peak(preset, method):
     rows = [r for r in _recorded() if r["kind"] == "train" and r["preset"] == preset and r["method"] == method]
     assert len(rows) == 1 and rows[0]["status"] == "measured", rows
     r = rows[0]
-    estimate_mb, _ = bench.calculator_mb(bench.shape_of(preset), method, int(r["seq_len"]))
+    estimate_mb, _ = bench.calculator_mb(shapes.shape_of(preset), method, int(r["seq_len"]))
     measured_mb = float(r["peak_mb"])
     assert abs(estimate_mb / measured_mb - 1) <= TOLERANCE, (preset, method, estimate_mb, measured_mb)
     # The table's own figure is the same calculation (it was not edited by hand).

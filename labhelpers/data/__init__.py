@@ -1,0 +1,1 @@
+"""Data: reading and validating datasets, templates and chat formats, YAML run configs, the generated datasets."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, text metrics, perplexity, batched generation, comparing models, plots, diagnosing poor results."""

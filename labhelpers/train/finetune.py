@@ -1,0 +1,281 @@
+"""Run a YAML run config end to end: load -> validate -> template -> split -> LoRA -> Trainer -> evaluate -> save.
+
+From a shell: ``python -m labhelpers finetune --config run.yaml [--resume]``; from a notebook:
+``finetune.run("run.yaml")`` (or a ``RunConfig``). Everything a run makes goes into one run folder:
+``report.json`` (data validation), ``config.yaml`` (what ran), ``checkpoints/`` (for ``--resume``),
+``adapter/`` (LoRA weights + tokenizer), ``metrics.json``. An existing, non-empty folder is refused
+unless resuming; a finished run (one with metrics.json) is never resumed over.
+
+Scale-out: the same entry point runs unchanged as data-parallel processes under a launcher::
+
+    accelerate launch --config_file configs/accelerate/cpu_2proc.yaml -m labhelpers finetune --config run.yaml
+    accelerate launch --multi_gpu --num_processes 2 -m labhelpers finetune --config run.yaml   # same thing
+    torchrun --nproc_per_node 2 -m labhelpers finetune --config run.yaml                        # same thing
+
+(accelerate 1.15: ``--cpu --num_processes 2`` starts ONE process, as does ``distributed_type: MULTI_CPU``
+without an mpirun hostfile; ``--multi_gpu`` is its torchrun launcher and works on a CPU-only machine,
+where every process trains on CPU over gloo. A plain ``python -m labhelpers`` run always trains on CPU,
+as before; a multi-process launch uses the GPUs when there are some, unless ``ACCELERATE_USE_CPU``.)
+Only the main process checks/creates the run folder (and broadcasts it, so a timestamped name is
+decided once) and writes report.json, config.yaml, the adapter, metrics.json and the progress lines;
+every process trains and computes eval_loss on its shard; generation (exact match) runs once, on the
+main process, and every process returns the same metrics. Each process uses ``OMP_NUM_THREADS``
+threads (the launchers set 1), so N processes do not oversubscribe N cores. FSDP is refused: it
+shards the weights that the main process generates with and saves (DDP and DeepSpeed ZeRO-2 keep
+whole weights on every process).
+
+Batch size: ``per_device_train_batch_size`` is per process, as in transformers and Olive; a config
+is never rescaled silently. Under N processes each optimizer step sees
+``per_device_train_batch_size x N x gradient_accumulation_steps`` rows (printed, and stored in
+metrics.json as ``effective_batch_size`` with ``world_size``). To reproduce a single-process run,
+divide ``per_device_train_batch_size`` by N: each step then averages the same rows (the ranks share
+one shuffled order), so the learning rate and ``max_steps`` stay right. Keeping it instead makes
+each step N times larger (N x the rows seen in the same number of steps).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list, get_int_from_env, str_to_bool
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from labhelpers.data import records as data_mod
+from labhelpers.data.runconfig import RunConfig, dump_config, load_config
+from labhelpers.data.templates import IGNORE_INDEX, encode, split_template, template_fields, texts
+from labhelpers.data.validation import Report, validate
+from labhelpers.errors import ConfigError, DataError, LabError, OverwriteError
+from labhelpers.evaluate.generation import generate_answers
+from labhelpers.evaluate.textmetrics import exact_match
+from labhelpers.paths import runs_dir
+from labhelpers.runs import new_run_dir, write_metrics
+
+
+def answers(model, tokenizer, template: str, rows: list[dict], max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+    """Greedy answers to rows' prompts under ``template``."""
+
+    prompts = [texts(template, tokenizer, r)[0] for r in rows]
+    return generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+# -------------------------------------------------------------------------------------- run folders
+def run_folder(cfg: RunConfig, resume: bool = False) -> Path:
+    """The folder a config writes into: refused if it holds anything, unless resuming a stopped run."""
+
+    if not cfg.output_dir:
+        if resume:
+            raise ConfigError(f"{cfg.source}: --resume needs output_dir set to the run folder to continue")
+        return new_run_dir("finetune")
+    path = Path(cfg.output_dir).expanduser()
+    if not path.is_absolute():
+        path = runs_dir() / path
+    if path.exists() and not path.is_dir():
+        raise OverwriteError(f"output_dir {path} is a file; choose a new output_dir")
+    busy = path.is_dir() and any(path.iterdir())
+    if resume:
+        if (path / "metrics.json").exists():
+            raise OverwriteError(f"{path} holds a finished run (metrics.json); refusing to resume over it. "
+                                 "Choose a new output_dir for a new run.")
+        if last_checkpoint(path) is None:
+            raise ConfigError(f"--resume: no checkpoint in {path / 'checkpoints'} to continue from; run without "
+                              "--resume (into a new output_dir)")
+        return path
+    if busy:
+        raise OverwriteError(f"output_dir {path} already exists and is not empty; refusing to overwrite it. "
+                             "Pass --resume to continue its last checkpoint, or choose a new output_dir.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shared_run_folder(cfg: RunConfig, resume: bool, state) -> Path:
+    """``run_folder`` decided once, by the main process, and sent to the others (a timestamped name
+    is made once; the others never see, and refuse, the folder the main process just created). Its
+    refusal is sent instead, and raised in every process."""
+    if state.num_processes == 1:
+        return run_folder(cfg, resume)
+
+    box = [None]
+    if state.is_main_process:
+        try:
+            box[0] = run_folder(cfg, resume)
+        except LabError as err:
+            box[0] = err
+    broadcast_object_list(box, from_process=0)
+    if isinstance(box[0], Exception):
+        raise box[0]
+    return box[0]
+
+
+def _launch_state():
+    """``(accelerate PartialState, use_cpu)`` of this process. One process: CPU, as always. Under a
+    multi-process launcher (accelerate launch / torchrun): CPU unless there are GPUs and the launch
+    did not ask for CPU; each process then uses OMP_NUM_THREADS threads."""
+
+    world = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
+    use_cpu = world <= 1 or not torch.cuda.is_available() or bool(str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "false")))
+    if world > 1:
+        if str_to_bool(os.environ.get("ACCELERATE_USE_FSDP", "false")):
+            raise ConfigError("labhelpers finetune does not run under FSDP: it shards the weights the main process "
+                              "generates with and saves. Use DDP (configs/accelerate/multi_gpu_ddp.yaml) or DeepSpeed "
+                              "ZeRO-2 (configs/accelerate/deepspeed_zero2.yaml)")
+        local = get_int_from_env(["LOCAL_WORLD_SIZE"], world)
+        torch.set_num_threads(get_int_from_env(["OMP_NUM_THREADS"], max(1, (os.cpu_count() or 1) // local)))
+    return PartialState(cpu=use_cpu), use_cpu
+
+
+def last_checkpoint(run_dir: str | Path) -> str | None:
+    ck = Path(run_dir) / "checkpoints"
+    return get_last_checkpoint(str(ck)) if ck.is_dir() else None
+
+
+# -------------------------------------------------------------------------------------------- run
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    model: object
+    tokenizer: object
+    splits: object
+    report: Report
+    config: RunConfig
+
+
+def prepare_data(cfg: RunConfig, tokenizer):
+    """Read, validate (stop on errors) and split: ``(DatasetDict(train, validation), counts, report)``."""
+    train = data_mod.read_all(cfg.train_files)
+    evald = data_mod.read_all(cfg.eval_files) if cfg.eval_files else None
+    fields = template_fields(cfg.text_template)
+    unknown = [f for f in fields if f not in train.columns]
+    if unknown:
+        raise DataError(f"{cfg.source}: text_template uses {{{unknown[0]}}} but {train.source} has no such column "
+                        f"(columns: {', '.join(train.columns)}). Rename the placeholder or the column.")
+    prompt_t, _ = split_template(cfg.text_template)
+    report = validate(train, required=fields, label_field=cfg.lab["label_field"],
+                      template=cfg.text_template, tokenizer=tokenizer, max_seq_len=cfg.max_seq_len,
+                      others={"eval": evald} if evald is not None else None)
+    report.raise_for_errors()
+    if evald is not None:
+        splits = datasets.DatasetDict(train=train.to_dataset(), validation=evald.to_dataset())
+        counts = None
+    else:
+        splits, counts = data_mod.split(train, validation=cfg.lab["validation_fraction"],
+                                        label_field=cfg.lab["label_field"], seed=cfg.lab["seed"])
+    return splits, counts, report
+
+
+class Progress(TrainerCallback):
+    """A Trainer callback printing one line per logging step (works in shells and notebooks)."""
+
+    def __init__(self, log):
+        self.log = log
+        self.t0 = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.log and logs and ("loss" in logs or "eval_loss" in logs):
+            part = ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if k in ("loss", "eval_loss"))
+            self.log(f"step {state.global_step}/{state.max_steps}  {part}  ({time.perf_counter() - self.t0:.0f} s)")
+
+
+def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunResult:
+    """Run a config end to end (see the module docstring); returns the run folder, metrics and model."""
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    state, use_cpu = _launch_state()
+    main = state.is_main_process
+    out = shared_run_folder(cfg, resume, state)
+    log = (log if main else None) or (lambda *a: None)
+    log(f"run folder: {out}{' (resuming)' if resume else ''}")
+    ta = cfg.training_args
+    world = state.num_processes
+    batch = ta["per_device_train_batch_size"] * world * ta["gradient_accumulation_steps"]
+    log(f"batch: {ta['per_device_train_batch_size']} per device x {world} process{'es' if world > 1 else ''} x "
+        f"{ta['gradient_accumulation_steps']} accumulation = {batch} rows per step"
+        + (f" ({state.distributed_type.value} on {state.device.type}, {torch.get_num_threads()} thread(s) per process)"
+           if world > 1 else ""))
+    set_seed(ta["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    splits, counts, report = prepare_data(cfg, tokenizer)
+    if main:
+        (out / "report.json").write_text(json.dumps({"summary": report.summary(), "label_counts": report.label_counts,
+                                                     "issues": [str(i) for i in report.issues]}, indent=2))
+        if not resume:
+            dump_config(cfg.raw, out / "config.yaml")
+    log(f"data: {len(splits['train'])} train / {len(splits['validation'])} validation rows, "
+        f"{len(report.warnings)} warning(s)")
+
+    def enc(row):
+        return encode(cfg.text_template, tokenizer, row, cfg.max_seq_len, cfg.lab["response_only"])
+
+    tok_train = splits["train"].map(enc, remove_columns=splits["train"].column_names)
+    tok_val = splits["validation"].map(enc, remove_columns=splits["validation"].column_names)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+    lc = cfg.lora
+    model = get_peft_model(model, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["lora_dropout"],
+                                             target_modules=lc["target_modules"], modules_to_save=lc["modules_to_save"],
+                                             task_type="CAUSAL_LM"))
+    trainable, total = model.get_nb_trainable_parameters()
+    log(f"LoRA r={lc['r']} alpha={lc['alpha']}: {trainable:,} of {total:,} parameters train")
+    eval_steps = ta["eval_steps"]
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
+        per_device_train_batch_size=ta["per_device_train_batch_size"],
+        per_device_eval_batch_size=ta["per_device_eval_batch_size"],
+        gradient_accumulation_steps=ta["gradient_accumulation_steps"], lr_scheduler_type=ta["lr_scheduler_type"],
+        warmup_ratio=ta["warmup_ratio"], weight_decay=ta["weight_decay"], max_grad_norm=ta["max_grad_norm"],
+        logging_steps=ta["logging_steps"], save_strategy="steps", save_steps=ta["save_steps"],
+        save_total_limit=ta["save_total_limit"], eval_strategy="steps" if eval_steps else "no",
+        eval_steps=eval_steps, seed=ta["seed"], data_seed=ta["seed"], report_to="none", use_cpu=use_cpu,
+        disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+                      callbacks=[Progress(log)])
+
+    trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
+    t0 = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
+    seconds = time.perf_counter() - t0
+    eval_loss = trainer.evaluate()["eval_loss"]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    rows = splits["validation"].select(range(min(cfg.lab["eval_samples"], len(splits["validation"])))).to_list()
+    metrics = None
+    if main:  # generation, the adapter and metrics.json: once, on the main process (whole weights there)
+        preds = answers(model, tokenizer, cfg.text_template, rows, max_new_tokens=cfg.lab["max_new_tokens"])
+        em = exact_match(preds, [str(r[cfg.response_field]) for r in rows])
+        model.save_pretrained(out / "adapter")
+        tokenizer.save_pretrained(out / "adapter")
+        metrics = {"eval_loss": eval_loss, "exact_match": em,
+                   "final_train_loss": losses[-1] if losses else train_out.training_loss,
+                   "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+                   "train_rows": len(tok_train), "validation_rows": len(tok_val), "trainable_params": trainable,
+                   "data_warnings": len(report.warnings), "truncated_rows": report.n_truncated(),
+                   "world_size": world, "effective_batch_size": batch}
+        write_metrics(out, metrics, params=cfg.to_dict(), notebook=None)
+        log(f"done in {seconds:.0f} s: eval_loss {eval_loss:.4f}, exact match {em:.3f} on {len(rows)} validation rows; "
+            f"adapter in {out / 'adapter'}")
+    if world > 1:  # the others wait for metrics.json, and return the same metrics
+
+        box = [metrics]
+        broadcast_object_list(box, from_process=0)
+        metrics = box[0]
+    return RunResult(out, metrics, model, tokenizer, splits, report, cfg)

@@ -1,0 +1,404 @@
+# %% [markdown]
+# # 04 · Custom data: from your own JSON/JSONL/CSV file to a YAML-configured run, and the four task types
+#
+# The chapter's second example writes a tiny JSON file of `input`/`output` pairs, a YAML config (model,
+# data, template `User: {input}\nAssistant: {output}`, LoRA r 16 / alpha 32) and runs it. Here we do
+# that the way a careful practitioner would: load the file, **validate** it with a report, template it,
+# **split** it, run it from a YAML config (`python -m labhelpers finetune --config ...` does the same
+# from a shell), and compare answers before and after. Then the chapter's four task-specific types:
+# classification, generation, extraction (text → JSON fields) and summarisation, each with a small
+# generated dataset, a short run and its own metric.
+#
+# **Goals**
+# - see why two records are not a dataset, and what a dataset needs (size, a held-out split);
+# - validate data before training: fields, types, empty values, duplicates, leakage, token lengths, labels;
+# - read a validation report, and the one-line errors that name file, line and field;
+# - write a run config whose names really work (Olive's LoRA pass: `alpha`, `training_args`);
+# - fine-tune for four task types and score each with a fitting metric (accuracy, on-tone rate,
+#   exact field match, ROUGE).
+#
+# **Time on 2 CPU cores:** about 2 minutes (five short LoRA runs).
+#
+# **Chapter:** Example 2 (custom dataset + YAML config); Types of fine-tuning → task-specific; Best
+# practices → data.
+
+# %% tags=["parameters"]
+# Parameters: papermill sets these (-p name value).
+# model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
+# output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
+# min_margin: "auto" asserts each run beats the base model by the lesson's margin on its metric (default
+# settings only); a number sets one margin for all; None only reports.
+model_name = ""
+qa_steps = 100             # LoRA steps for the Q&A run from the YAML config
+task_steps = 150           # LoRA steps for each of the four task runs
+learning_rate = 3e-3
+lora_r = 8
+lora_alpha = 16
+batch_size = 8
+validation_fraction = 0.15
+n_eval = 40                # held-out rows scored per task
+seed = 0
+output_dir = ""
+min_margin = "auto"
+
+# %%
+# Check the parameters first: a wrong one stops here, named.
+from labhelpers.checks import check_int
+from labhelpers.errors import ConfigError
+from labhelpers.train.config import TrainConfig
+
+cfg = TrainConfig(model_name=model_name, max_steps=qa_steps, learning_rate=learning_rate, lora_r=lora_r,
+                  lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
+for name, value in {"task_steps": task_steps, "n_eval": n_eval}.items():
+    check_int(name, value, low=1)
+if not 0.05 <= validation_fraction <= 0.5:
+    raise ConfigError(f"validation_fraction={validation_fraction!r} must be in [0.05, 0.5] (0.1-0.2 is usual)")
+default_run = (not model_name or model_name == "tiny") and qa_steps >= 100 and task_steps >= 150
+# What each default run measurably achieves, with room to spare (see the closing table).
+AUTO_MARGINS = {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3, "summarization": 0.3}
+if min_margin == "auto":
+    margins = AUTO_MARGINS if default_run else None
+elif min_margin is None:
+    margins = None
+elif isinstance(min_margin, (int, float)) and not isinstance(min_margin, bool):
+    margins = {k: float(min_margin) for k in AUTO_MARGINS}
+else:
+    raise ConfigError(f"min_margin={min_margin!r}: use \"auto\", a number such as 0.2, or None")
+print(f"model {cfg.model_path}; Q&A {qa_steps} steps, tasks {task_steps} steps each; margins asserted: {margins}")
+
+# %%
+import hashlib
+import json
+import time
+
+import datasets
+import pandas as pd
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+from labhelpers import runs
+from labhelpers.course import exercises, widgets
+from labhelpers.data import records, runconfig, task_data, templates, validation
+from labhelpers.data.tone_data import TONES
+from labhelpers.errors import DataError
+from labhelpers.evaluate import textmetrics
+from labhelpers.evaluate.metrics import classification_scores, parse_label
+from labhelpers.train import finetune
+
+set_seed(cfg.seed)
+datasets.disable_progress_bars()   # finetune.run prints one line per logging step instead
+run_dir = runs.prepare_output_dir(cfg.output_dir, "04_custom_data")
+tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+base_model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+t_start = time.perf_counter()
+print("outputs in", run_dir)
+
+# %% [markdown]
+# ## 1 · The chapter's two records — and why they are not a dataset
+#
+# The chapter's example data is two `input`/`output` records. They load, and they are valid. But a
+# dataset must let you **measure**: the chapter's own best practice holds out 10–20 % for validation,
+# and 15 % of two rows is nothing. Two examples also cannot show a pattern: a model trained on them
+# memorises two strings. A few hundred varied, representative examples is a *small* dataset.
+
+# %%
+two = run_dir / "two_records.json"
+two.write_text(json.dumps([
+    {"input": "What is machine learning?", "output": "Machine learning is a way for computers to learn from data."},
+    {"input": "Explain deep learning.", "output": "Deep learning uses neural networks with many layers."},
+], indent=2))
+chapter_rows = records.read_records(two)
+print(len(chapter_rows), "records, starting on lines", chapter_rows.lines)
+print("report:", validation.validate(chapter_rows, required={"input": str, "output": str}).summary())
+try:
+    records.split(chapter_rows, validation=validation_fraction)
+except DataError as err:
+    print("DataError:", err)
+
+# %% [markdown]
+# ## 2 · A generated Q&A dataset in `input`/`output` form
+#
+# The embedded base model (3.7 M parameters) learned in pretraining which feeling word goes with which
+# tone (`gloomy` → sad). A Q&A dataset that asks about those words lets a short fine-tune teach the
+# **task and its format** while the knowledge comes from the base: transfer learning.
+# `labhelpers.data.task_data` writes the files; the test split's questions never occur in training.
+
+# %%
+qa_paths = task_data.write_task("qa", run_dir / "qa", {"train": 300, "test": 60}, seed=cfg.seed)
+qa_records = records.read_records(qa_paths["train"])
+qa_test = records.read_records(qa_paths["test"])
+display(pd.DataFrame(qa_records.rows[:5]))
+print(f"{len(qa_records)} train rows, {len(qa_test)} test rows")
+
+# %% [markdown]
+# ## 3 · Validate before training
+#
+# `validation.validate` checks required fields and types, empty or whitespace values, control characters,
+# exact and near duplicates, **leakage** (rows also in the test set), label balance and token lengths
+# against `max_seq_len`. Errors stop a run; warnings are listed for you to decide. The clean data first:
+
+# %%
+TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
+MAX_SEQ_LEN = 48
+report = validation.validate(qa_records, required={"input": str, "output": str}, template=TEMPLATE, tokenizer=tokenizer,
+                       max_seq_len=MAX_SEQ_LEN, others={"test": qa_test})
+print(report.summary())
+assert report.ok and report.n_truncated() == 0
+report.plot_lengths()
+
+# %% [markdown]
+# Now a deliberately broken copy: a missing field, a wrong type, an empty answer, a control
+# character, a duplicate, a near duplicate, a test question (leakage) and one over-long row. Each issue
+# names the file, the line and the field. The file on disk is only read, never changed (checked by hash).
+
+# %%
+rows = [dict(r) for r in qa_records.rows[:12]]
+rows[2] = {"input": rows[2]["input"]}                                   # missing output
+rows[3]["output"] = 42                                                  # wrong type
+rows[4]["output"] = "   "                                               # empty
+rows[5]["input"] = rows[5]["input"] + "\x07"                            # control character
+rows[6] = dict(rows[1])                                                 # exact duplicate
+rows[7] = {"input": rows[0]["input"].upper(), "output": rows[0]["output"]}  # near duplicate
+rows[8] = dict(qa_test.rows[0])                                         # leakage from the test set
+rows[9]["input"] = "Tell me what these words mean: " + ", ".join(["gloomy"] * 40) + "?"  # too long
+broken = run_dir / "qa_broken.jsonl"
+broken.write_text("".join(json.dumps(r) + "\n" for r in rows))
+before = hashlib.sha256(broken.read_bytes()).hexdigest()
+# Mixed types in one column stop *reading* (Arrow needs one type per column); we validate the rows instead.
+broken_report = validation.validate(records.Records(str(broken), rows, list(range(1, len(rows) + 1))),
+                              required={"input": str, "output": str}, tokenizer=tokenizer, max_seq_len=MAX_SEQ_LEN,
+                              others={"test": qa_test})
+with pd.option_context("display.max_colwidth", 90):
+    display(broken_report.to_frame()[["level", "kind", "line", "field", "message"]])
+try:
+    records.read_records(broken)
+except DataError as err:
+    print("reading the file itself stops at the first blocker:\n ", err)
+try:
+    broken_report.raise_for_errors()
+except DataError as err:
+    print(str(err).splitlines()[0], "(the first lines of the error)")
+assert hashlib.sha256(broken.read_bytes()).hexdigest() == before, "the input file must not change"
+
+# %%
+# Errors found while reading: each names the file and line, and says how to fix it.
+samples = {
+    "bom.jsonl": b"\xef\xbb\xbf" + qa_paths["train"].read_bytes()[:200].rsplit(b"\n", 1)[0] + b"\n",
+    "cut.jsonl": qa_paths["train"].read_bytes()[:150],
+    "latin1.jsonl": '{"input": "caf\u00e9?", "output": "It means joy."}\n'.encode("latin-1"),
+    "ragged.csv": b"input,output\nWhat is glad?,It means joy.\nWhat is sad, really?,It means sad.\n",
+    "object.json": b'{"input": "a", "output": "b"}',
+    "empty.jsonl": b"",
+}
+for name, content in samples.items():
+    path = run_dir / "bad" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(content)
+    try:
+        records.read_records(path)
+        print(f"{name}: loaded")
+    except DataError as err:
+        print(f"{name}: {str(err).replace(str(path.parent) + '/', '')}\n")
+    assert path.read_bytes() == content
+
+# %% [markdown]
+# ## 4 · Template: prompt, answer, EOS once, and what the loss trains
+#
+# The chapter's template `User: {input}\nAssistant: {output}` works with any model, but the embedded
+# model's own chat format is `<|user|> …</s><|assistant|> …`, so the same idea in its format trains
+# faster. The **last** placeholder is the answer; everything before it is the prompt, and the prompt's
+# tokens get label -100 (response-only training). The answer keeps the space before it, so it is
+# tokenized the way the base saw those words. A placeholder the data lacks fails with the columns listed.
+
+# %%
+prompt_part, answer_part = templates.split_template(TEMPLATE)
+print("prompt part:", repr(prompt_part), " answer part:", repr(answer_part))
+example = templates.encode(TEMPLATE, tokenizer, qa_records.rows[0], MAX_SEQ_LEN)
+shown = templates.show_trained_tokens(tokenizer, example)
+display(pd.DataFrame(shown, columns=["token", "trained"]).T)
+assert [t for t, on in shown if on][-1] == tokenizer.eos_token
+try:
+    templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0], where=f"{qa_records.where(0)}")
+except DataError as err:
+    print("DataError:", err)
+
+# %%
+# Try it: edit the template or the fields. Green tokens are trained, grey ones masked (label -100).
+# Try "User: {input}\nAssistant: {output}", a {question} placeholder, or a small max_seq_len.
+widgets.template_playground(tokenizer, template="<|user|> {input}</s><|assistant|> {output}",
+                            row={"input": "What does the word gloomy mean?", "output": "It means sad."})
+
+# %% [markdown]
+# ## 5 · Split: seeded, and stratified for classification
+#
+# `records.split` holds out `validation_fraction` of the rows (seeded, so the same split every run) and,
+# given a label field, keeps each label's share the same in both splits. Here the Q&A answers serve as
+# labels, to show the counts.
+
+# %%
+qa_splits, counts = records.split(qa_records, validation=validation_fraction, label_field="output", seed=cfg.seed)
+display(counts)
+assert not set(qa_splits["train"]["input"]) & set(qa_splits["validation"]["input"])
+
+# %% [markdown]
+# ## 6 · Run it from a YAML config
+#
+# The chapter's YAML, with the names that really work in Olive's LoRA pass: `alpha` (not `lora_alpha`),
+# training settings under `training_args`, and `input_model: {type: HfModel}`. `lab:` holds this
+# course's extras. The same file runs from a shell with
+# `python -m labhelpers finetune --config qa_run.yaml` (see `configs/qa_lora.yaml`); a run never
+# writes into an existing run folder unless you pass `--resume`.
+
+# %%
+qa_config = {
+    "input_model": {"type": "HfModel", "model_path": cfg.model_path},
+    "data_configs": [{"name": "qa_train", "type": "HuggingfaceContainer",
+                      "load_dataset_config": {"data_name": "json", "data_files": str(qa_paths["train"])},
+                      "pre_process_data_config": {"text_template": TEMPLATE, "max_seq_len": MAX_SEQ_LEN}}],
+    "passes": {"lora": {"type": "LoRA", "train_data_config": "qa_train", "r": cfg.lora_r, "alpha": cfg.lora_alpha,
+                        "lora_dropout": 0.05, "target_modules": "all-linear", "modules_to_save": None,
+                        "training_args": {"max_steps": qa_steps, "learning_rate": cfg.learning_rate,
+                                          "per_device_train_batch_size": cfg.batch_size, "logging_steps": 20,
+                                          "save_steps": qa_steps, "seed": cfg.seed}}},
+    "output_dir": str(run_dir / "qa_run"),
+    "lab": {"validation_fraction": validation_fraction, "seed": cfg.seed, "eval_samples": 16, "max_new_tokens": 8},
+}
+config_path = runconfig.dump_config(qa_config, run_dir / "qa_run.yaml")
+print(config_path.read_text())
+chapter_style = json.loads(json.dumps(qa_config))
+chapter_style["passes"]["lora"]["lora_alpha"] = chapter_style["passes"]["lora"].pop("alpha")
+try:
+    runconfig.from_dict(chapter_style, source="chapter.yaml")
+except ConfigError as err:
+    print("ConfigError:", err)
+
+
+# %%
+def answers(model, template, rows, max_new_tokens=12):
+    return finetune.answers(model, tokenizer, template, rows, max_new_tokens=max_new_tokens)
+
+qa_eval = qa_test.rows[:n_eval]
+qa_refs = [r["output"] for r in qa_eval]
+qa_before = answers(base_model, TEMPLATE, qa_eval)
+qa_result = finetune.run(config_path)
+qa_after = answers(qa_result.model, TEMPLATE, qa_eval)
+qa_scores = {"base": textmetrics.exact_match(qa_before, qa_refs), "fine-tuned": textmetrics.exact_match(qa_after, qa_refs)}
+with pd.option_context("display.max_colwidth", 60):
+    display(pd.DataFrame({"question": [r["input"] for r in qa_eval], "expected": qa_refs,
+                          "before": qa_before, "after": qa_after}).head(8))
+print("exact match on the test questions:", qa_scores)
+if margins is not None:
+    assert qa_scores["fine-tuned"] - qa_scores["base"] >= margins["qa"], qa_scores
+try:
+    finetune.run(config_path, log=None)
+except Exception as err:
+    print(f"running it again: {type(err).__name__}: {err}")
+
+# %% [markdown]
+# ## 7 · The four task types
+#
+# Each task gets a small generated dataset (`datasets_tasks`), a validation report, a config and a
+# short run, and is scored on held-out rows with a metric that fits it:
+#
+# | task | input → output | metric |
+# |---|---|---|
+# | classification | sentence → tone label | accuracy (first word of the answer) |
+# | generation | "write a *sad* sentence about the park" → a sentence | on-tone rate (uses a feeling word of that tone) |
+# | extraction | sentence → `{"place": …, "tone": …}` | exact field match |
+# | summarisation | three sentences → one | ROUGE-L (and exact match, to keep it honest) |
+
+# %%
+TASK_TEMPLATES = {"classification": "<|user|> {text}</s><|assistant|> {label}",
+                  "generation": TEMPLATE, "extraction": TEMPLATE, "summarization": TEMPLATE}
+
+def score(task, preds, rows):
+    if task == "classification":
+        return classification_scores([r["label"] for r in rows], [parse_label(p, TONES) for p in preds], TONES)["accuracy"]
+    if task == "generation":
+        return sum(task_data.on_tone(p, r["tone"]) for p, r in zip(preds, rows)) / len(rows)
+    if task == "extraction":
+        return textmetrics.field_match(preds, [r["output"] for r in rows])["field_accuracy"]
+    return textmetrics.rouge(preds, [r["output"] for r in rows])["rougeL"]
+
+def task_run(task, n_train=300):
+    paths = task_data.write_task(task, run_dir / task, {"train": n_train, "test": n_eval}, seed=cfg.seed)
+    train, test = records.read_records(paths["train"]), records.read_records(paths["test"])
+    label = "label" if task == "classification" else None
+    rep = validation.validate(train, required=templates.template_fields(TASK_TEMPLATES[task]), label_field=label,
+                        template=TASK_TEMPLATES[task], tokenizer=tokenizer, max_seq_len=96, others={"test": test})
+    rep.raise_for_errors()
+    config = json.loads(json.dumps(qa_config))
+    config["data_configs"][0]["load_dataset_config"]["data_files"] = str(paths["train"])
+    config["data_configs"][0]["pre_process_data_config"] = {"text_template": TASK_TEMPLATES[task], "max_seq_len": 96}
+    config["passes"]["lora"]["training_args"].update(max_steps=task_steps, save_steps=task_steps)
+    config["output_dir"] = str(run_dir / f"{task}_run")
+    config["lab"].update(label_field=label, max_new_tokens=4 if label else 16)
+    before = answers(base_model, TASK_TEMPLATES[task], test.rows, 4 if label else 20)
+    result = finetune.run(runconfig.dump_config(config, run_dir / f"{task}.yaml"), log=None)
+    after = answers(result.model, TASK_TEMPLATES[task], test.rows, 4 if label else 20)
+    out = {"task": task, "base": score(task, before, test.rows), "fine-tuned": score(task, after, test.rows),
+           "train_s": result.metrics["train_seconds"], "warnings": len(rep.warnings)}
+    if task == "summarization":
+        out["exact_match"] = textmetrics.exact_match(after, [r["output"] for r in test.rows])
+    example = {"input": test.rows[0].get("input", test.rows[0].get("text")), "base": before[0], "fine-tuned": after[0],
+               "distinct_answers": len(set(after))}
+    return out, example
+
+
+# %%
+task_scores, examples = [], {}
+for task in ("classification", "generation", "extraction", "summarization"):
+    scores, examples[task] = task_run(task)
+    task_scores.append(scores)
+    print(f"{task:<15} base {scores['base']:.3f} -> fine-tuned {scores['fine-tuned']:.3f}  ({scores['train_s']:.0f} s)")
+task_table = pd.DataFrame(task_scores).set_index("task").round(3)
+display(task_table)
+with pd.option_context("display.max_colwidth", 70):
+    display(pd.DataFrame(examples).T)
+if margins is not None:
+    for row in task_scores:
+        assert row["fine-tuned"] - row["base"] >= margins[row["task"]], f"{row['task']}: {row}"
+for task, example in examples.items():
+    assert example["distinct_answers"] > 1, f"{task}: the fine-tuned model gives one answer to every input"
+
+# %% [markdown]
+# Read the table with the metric in mind. Every answer is built from what the base model learned in
+# pretraining: which tone a feeling word has (classification, extraction's `tone`), a feeling word for
+# a tone (generation), repeating a name or place from the context (extraction's `place`, the
+# summary's who and where) and the shape of a JSON record. The fine-tune teaches only the task and
+# its format. Extraction's field accuracy counts each field separately, so a wrong tone with the right
+# place scores half. ROUGE-L rewards a summary's shape even when a word is wrong, which is why exact
+# match sits next to it. A metric only tells you what it measures.
+#
+# ## 8 · Self-check exercise
+#
+# Look at the broken copy's report (section 3). **Which line numbers hold errors** (the ones that stop
+# a run)? Put them in `answer` as a list and run the cell. (Solutions: `solutions/04_custom_data.md`.)
+
+# %%
+answer = None   # e.g. [1, 2]
+print(exercises.check_error_lines(answer, broken_report))
+
+# %% [markdown]
+# ## Summary
+#
+# - Two records load and validate, but cannot be split or learned from: a dataset needs hundreds of
+#   varied rows and a held-out part.
+# - Validate first: errors (missing fields, wrong types, empty values, control characters, leakage)
+#   stop with file, line and field; warnings (duplicates, rare labels, long rows) go in a report.
+# - The last template field is the answer; EOS once; the prompt masked.
+# - A YAML config with Olive's names (`alpha`, `training_args`, `input_model: {type: HfModel}`) runs the
+#   whole path from a notebook or a shell, into a run folder it never overwrites.
+# - Each task type needs its own metric; all four beat the base model after about 20 seconds of LoRA each.
+
+# %%
+total_seconds = time.perf_counter() - t_start
+summary = {"qa_exact_match_base": qa_scores["base"], "qa_exact_match": qa_scores["fine-tuned"],
+           "broken_errors": len(broken_report.errors), "broken_warnings": len(broken_report.warnings),
+           "seconds": round(total_seconds, 1)}
+for row in task_scores:
+    summary[f"{row['task']}_base"] = row["base"]
+    summary[f"{row['task']}_finetuned"] = row["fine-tuned"]
+params = {**cfg.to_dict(), "qa_steps": qa_steps, "task_steps": task_steps, "n_eval": n_eval,
+          "validation_fraction": validation_fraction}
+print(runs.write_metrics(run_dir, summary, params=params, notebook="04_custom_data"))

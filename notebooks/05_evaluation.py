@@ -1,0 +1,342 @@
+# %% [markdown]
+# # 05 · Evaluation and monitoring: real metrics, live curves, early stopping, checkpoints and resume
+#
+# The chapter's evaluation section names accuracy, F1, perplexity, BLEU and ROUGE, and its evaluation
+# script is an empty stub. Here every metric is computed for real with a well-kept library
+# (scikit-learn, sacrebleu, rouge-score), the base and fine-tuned models are compared on the **same**
+# held-out rows, and training is watched while it runs: live loss curves, throughput and memory,
+# TensorBoard logs, early stopping, checkpoints, and a run interrupted on purpose and resumed.
+#
+# **Goals**
+# - validate during training, stop early and keep the best checkpoint (`EarlyStoppingCallback`,
+#   `load_best_model_at_end`);
+# - watch train/validation loss, samples/s, tokens/s and memory live, and find them in TensorBoard;
+# - score classification with accuracy, macro and per-class F1 and a confusion matrix, counting
+#   unparseable answers instead of hiding them;
+# - score generation with perplexity (over exactly the answer tokens), BLEU, chrF and ROUGE;
+# - resume an interrupted run from its checkpoint and get the same result;
+# - turn human judgement into numbers with a rubric and check two raters agree.
+#
+# **Time on 2 CPU cores:** about 1½ minutes (three short trainings).
+#
+# **Chapter:** Evaluation and monitoring (metrics, monitoring, human evaluation); Best practices → training.
+
+# %% tags=["parameters"]
+# Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
+# model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
+# output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
+# min_accuracy: "auto" asserts 0.90 on the default run; a number sets the bar; None only reports.
+model_name = ""
+max_steps = 300            # upper bound: early stopping may end the run sooner
+eval_steps = 25            # validate (and checkpoint) every this many steps
+early_stopping_patience = 3
+learning_rate = 1e-3
+lora_r = 8
+lora_alpha = 16
+batch_size = 8
+qa_steps = 120             # LoRA steps for the Q&A (generation) run
+resume_steps = 40          # length of the interrupt-and-resume demonstration
+n_test = 200
+seed = 0
+output_dir = ""
+min_accuracy = "auto"
+
+# %%
+# Check the parameters first: a wrong one stops here, named.
+from labhelpers.checks import check_int
+from labhelpers.train.config import TrainConfig, accuracy_bar
+
+cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
+                  lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
+for name, value, low in (("eval_steps", eval_steps, 1), ("early_stopping_patience", early_stopping_patience, 1),
+                         ("qa_steps", qa_steps, 1), ("resume_steps", resume_steps, 2), ("n_test", n_test, 1)):
+    check_int(name, value, low=low)
+bar = accuracy_bar(min_accuracy, cfg)
+print(f"model {cfg.model_path}; up to {cfg.max_steps} steps, validation every {eval_steps}; accuracy bar {bar}")
+
+# %%
+import json
+import time
+
+import datasets
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from labhelpers import runs
+from labhelpers.course import exercises
+from labhelpers.data import runconfig, templates
+from labhelpers.evaluate import compare, textmetrics
+from labhelpers.evaluate.metrics import confusion_table, parse_label
+from labhelpers.evaluate.perplexity import perplexity
+from labhelpers.paths import REPO_ROOT
+from labhelpers.train import finetune, monitoring
+from labhelpers.train.tonetask import ToneTask
+
+set_seed(cfg.seed)
+datasets.disable_progress_bars()
+run_dir = runs.prepare_output_dir(cfg.output_dir, "05_evaluation")
+tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+if tokenizer.pad_token is None:
+    tokenizer.pad_token = tokenizer.eos_token
+task = ToneTask(tokenizer, n_test=n_test)   # the phrase -> tone data of notebook 02, packaged
+t_start = time.perf_counter()
+print("outputs in", run_dir)
+
+
+# %% [markdown]
+# ## 1 · Train with validation, early stopping and live monitoring
+#
+# Three things change from notebook 02's `Trainer` call:
+#
+# - `eval_strategy="steps"` scores the **validation** split every `eval_steps`; checkpoints are saved on
+#   the same steps, so each evaluation has a checkpoint to return to;
+# - `EarlyStoppingCallback` stops when validation loss has not improved for `patience` evaluations, and
+#   `load_best_model_at_end` puts the best checkpoint's weights back (the last step is not always the best);
+# - `report_to="tensorboard"` writes event files, and `labhelpers.train.monitoring.LiveMonitor` redraws the
+#   curves in the notebook while training runs (in a shell it prints a line per log instead). It also
+#   records samples/s, tokens/s (from `include_num_input_tokens_seen`) and memory: process RSS on a CPU,
+#   peak CUDA memory on a GPU.
+
+# %%
+def lora_model():
+    base = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+    return get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+                                           target_modules="all-linear", task_type="CAUSAL_LM"))
+
+collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+tb_dir = run_dir / "tensorboard"
+args = TrainingArguments(
+    output_dir=str(run_dir / "checkpoints"), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+    learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_ratio=0.05, seed=cfg.seed, data_seed=cfg.seed,
+    logging_steps=10, eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
+    save_total_limit=2,                      # keeps the best checkpoint and the latest
+    load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+    report_to="tensorboard", logging_dir=str(tb_dir), include_num_input_tokens_seen=True,
+    use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0,
+)
+monitor = monitoring.LiveMonitor(redraw_every=2)
+model = lora_model()
+trainer = Trainer(model=model, args=args, train_dataset=task.train, eval_dataset=task.tokenized("validation"),
+                  data_collator=collator,
+                  callbacks=[monitor, EarlyStoppingCallback(early_stopping_patience=early_stopping_patience)])
+trainer.remove_callback(PrinterCallback)   # the monitor shows the numbers; the printer would repeat them as dicts
+t0 = time.perf_counter()
+trainer.train()
+train_seconds = time.perf_counter() - t0
+best_step = int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1])
+print(f"{trainer.state.global_step} steps in {train_seconds:.0f} s; best validation loss "
+      f"{trainer.state.best_metric:.4f} at step {best_step} (its weights are loaded now)")
+
+# %%
+history = monitor.frame()
+display(history.tail(6).round(3))
+evals = history.dropna(subset=["eval_loss"])
+assert evals["eval_loss"].iloc[0] > trainer.state.best_metric, "validation loss should fall during training"
+assert trainer.state.best_metric == evals["eval_loss"].min()
+print(f"throughput {history['samples_per_s'].iloc[-1]:.1f} samples/s, {history['tokens_per_s'].iloc[-1]:.0f} tokens/s; "
+      f"memory {history['memory_mb'].max():.0f} MB")
+
+# %% [markdown]
+# The same numbers went to TensorBoard. Start it with `tensorboard --logdir runs/` (from the project
+# folder, in the course's environment) and open the address it prints. Here we read the event files
+# back with TensorBoard's own reader, to show what is in them:
+
+# %%
+scalars = monitoring.read_scalars(tb_dir)
+print(sorted(scalars))
+print("tensorboard --logdir", tb_dir)
+assert len(scalars["eval/loss"]) == len(evals) and len(scalars["train/loss"]) == history["loss"].notna().sum()
+
+# %% [markdown]
+# ## 2 · Classification: base vs fine-tuned on the same held-out rows
+#
+# `compare.compare` runs one evaluation function on each model and returns one table.
+# The answer's first word is the predicted label; anything that is not a label is counted as
+# **unparseable** (and wrong) rather than guessed. Accuracy alone hides which classes fail: macro F1
+# averages the per-class F1 scores, and the confusion matrix shows which tone is mistaken for which.
+
+# %%
+base_model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+cls_table, cls_answers = compare.compare({"base": base_model, "fine-tuned": trainer.model}, task.evaluate)
+display(cls_table.round(3))
+preds = {name: [parse_label(a, task.labels) for a in answers] for name, answers in cls_answers.items()}
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+for ax, name in zip(axes, preds):
+    cm = confusion_table(task.test["tone"], preds[name], task.labels)
+    ax.imshow(cm.values, cmap="Blues")
+    ax.set_xticks(range(len(cm.columns)), cm.columns, rotation=30)
+    ax.set_yticks(range(len(cm.index)), cm.index)
+    for (i, j), v in pd.DataFrame(cm.values).stack().items():
+        ax.text(j, i, v, ha="center", va="center")
+    ax.set_title(f"{name}: rows true, columns predicted")
+fig.tight_layout()
+display(compare.largest_differences(task.test["phrase"], task.test["tone"], preds["base"], preds["fine-tuned"],
+                                       lambda p, r: float(p == r), names=("base", "fine-tuned"), n=4))
+for metric in ("accuracy", "macro_f1"):
+    assert cls_table.loc["fine-tuned", metric] > cls_table.loc["base", metric] + 0.3, metric
+if bar is not None:
+    assert cls_table.loc["fine-tuned", "accuracy"] >= bar, cls_table
+
+# %% [markdown]
+# ## 3 · Generation: perplexity, BLEU, chrF, ROUGE
+#
+# For free text there is no single right label. We fine-tune on notebook 04's Q&A data
+# (`data/qa`, `input`/`output` rows, run from `configs/qa_lora.yaml`) and score the held-out questions:
+#
+# - **perplexity**: `exp` of the mean negative log-likelihood of the reference answers, over exactly the
+#   answer tokens (prompt tokens masked) and weighted by token, not by batch. Lower is better; it needs
+#   no generation, only the model's probabilities;
+# - **BLEU** (n-gram precision with a brevity penalty) and **chrF** (character n-gram F-score), both
+#   from sacrebleu, 0-100;
+# - **ROUGE-1/2/L** (rouge-score): word overlap and longest common subsequence, the summarisation
+#   staple; **exact match** next to them keeps everyone honest.
+
+# %%
+qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml")
+qa_raw = json.loads(json.dumps(qa_cfg.raw))
+qa_raw["input_model"]["model_path"] = cfg.model_path
+qa_raw["passes"]["lora"]["training_args"].update(max_steps=qa_steps, save_steps=qa_steps, seed=cfg.seed)
+qa_raw["data_configs"][0]["load_dataset_config"]["data_files"] = qa_cfg.train_files
+qa_raw["output_dir"] = str(run_dir / "qa_run")
+qa_result = finetune.run(runconfig.from_dict(qa_raw, source="qa run"), log=None)
+template = qa_cfg.text_template
+qa_test = datasets.load_dataset("json", data_files=str(REPO_ROOT / "data" / "qa" / "test.jsonl"))["train"].to_list()
+qa_refs = [r["output"] for r in qa_test]
+qa_encoded = [templates.encode(template, tokenizer, r, qa_cfg.max_seq_len) for r in qa_test]
+
+def evaluate_generation(model):
+    answers = finetune.answers(model, tokenizer, template, qa_test, max_new_tokens=12)
+    return answers, {"perplexity": perplexity(model, qa_encoded, tokenizer)["perplexity"],
+                     "bleu": textmetrics.bleu(answers, qa_refs), "chrf": textmetrics.chrf(answers, qa_refs),
+                     **textmetrics.rouge(answers, qa_refs), "exact_match": textmetrics.exact_match(answers, qa_refs)}
+
+gen_table, gen_answers = compare.compare({"base": base_model, "fine-tuned": qa_result.model}, evaluate_generation)
+display(gen_table.round(3))
+with pd.option_context("display.max_colwidth", 60):
+    display(compare.largest_differences([r["input"] for r in qa_test], qa_refs, gen_answers["base"],
+                                           gen_answers["fine-tuned"], lambda p, r: textmetrics.rouge([p], [r])["rougeL"],
+                                           names=("base", "fine-tuned"), n=4))
+better = {m: (gen_table.loc["fine-tuned", m] < gen_table.loc["base", m]) if m == "perplexity"
+          else (gen_table.loc["fine-tuned", m] > gen_table.loc["base", m]) for m in gen_table.columns}
+print("fine-tuned better on:", better)
+assert all(better.values()), better
+
+
+# %% [markdown]
+# Perplexity dropped by a factor of `base / fine-tuned`: the fine-tuned model puts far more probability
+# on the reference answers. BLEU punishes short answers harshly (few 4-grams), which is why chrF and
+# ROUGE sit beside it; none of them knows whether an answer is *true*.
+#
+# ## 4 · Interrupt a run, then resume it
+#
+# Long runs get interrupted (a closed laptop, a preempted GPU). With checkpoints, nothing is lost:
+# `trainer.train(resume_from_checkpoint=...)` restores the weights, optimizer, scheduler, RNG state
+# and data position. We stop a run on purpose after half its steps (`monitoring.StopAtStep`, which saves
+# a checkpoint first, as a crash right after a save would leave it), resume it in a **new** `Trainer`,
+# and compare with the same run done in one go. From a shell, `python -m labhelpers finetune --config
+# run.yaml --resume` does the same for a config run.
+
+# %%
+def short_trainer(out, callbacks=()):
+    set_seed(cfg.seed)
+    short_args = TrainingArguments(
+        output_dir=str(out), max_steps=resume_steps, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate, seed=cfg.seed, data_seed=cfg.seed, logging_steps=resume_steps // 2,
+        save_strategy="steps", save_steps=resume_steps // 2, report_to="none",
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
+    t = Trainer(model=lora_model(), args=short_args, train_dataset=task.train, data_collator=collator,
+                callbacks=list(callbacks))
+    t.remove_callback(PrinterCallback)
+    return t
+
+whole = short_trainer(run_dir / "resume_whole")
+whole_loss = whole.train().training_loss
+cut = short_trainer(run_dir / "resume_cut", [monitoring.StopAtStep(resume_steps // 2)])
+cut.train()
+print(f"interrupted at step {cut.state.global_step}; checkpoints: "
+      f"{sorted(p.name for p in (run_dir / 'resume_cut').glob('checkpoint-*'))}")
+resumed = short_trainer(run_dir / "resume_cut")
+resumed.train(resume_from_checkpoint=get_last_checkpoint(str(run_dir / "resume_cut")))
+last = {name: [h["loss"] for h in t.state.log_history if "loss" in h][-1] for name, t in
+        (("uninterrupted", whole), ("interrupted + resumed", resumed))}
+print(last)
+assert resumed.state.global_step == resume_steps
+assert abs(last["uninterrupted"] - last["interrupted + resumed"]) < 1e-4, last
+
+# %% [markdown]
+# ## 5 · Human evaluation and business metrics
+#
+# Automatic metrics are proxies. Before a model ships, people read its answers and score them against
+# a **rubric**: a few named criteria on a fixed scale, weighted by what matters for the product. Two
+# raters scoring the same answers should agree; Cohen's kappa measures how much better than chance they
+# do (quadratic weights, since 4 vs 5 is a smaller disagreement than 1 vs 5). Below are the ratings two
+# raters gave five of the fine-tuned Q&A answers (1-5 each), turned into scores and an agreement figure.
+#
+# Business metrics sit on top: cost per thousand answers, latency a user waits, the share of answers a
+# human must correct. The last of these is what the rubric's threshold estimates. The five answers
+# below are typical of what a model gives to *"What does the word merry mean?"* (made up for the
+# exercise of rating, not this run's output).
+
+# %%
+weights = {"correct": 3, "clear": 1, "concise": 1}
+rater_a = [{"correct": 5, "clear": 5, "concise": 5}, {"correct": 5, "clear": 4, "concise": 3},
+           {"correct": 1, "clear": 4, "concise": 5}, {"correct": 4, "clear": 3, "concise": 5},
+           {"correct": 2, "clear": 3, "concise": 4}]
+rater_b = [{"correct": 5, "clear": 4, "concise": 5}, {"correct": 4, "clear": 4, "concise": 2},
+           {"correct": 1, "clear": 3, "concise": 4}, {"correct": 4, "clear": 3, "concise": 5},
+           {"correct": 1, "clear": 3, "concise": 5}]
+scored = compare.rubric_scores(rater_a, weights)
+scored.insert(0, "answer", ["It means joy.", "It means joy, a happy and cheerful feeling.", "It means sad.",
+                             "Joy.", "Merry is a word."])
+display(scored.round(2))
+kappa = compare.rater_agreement([r["correct"] for r in rater_a], [r["correct"] for r in rater_b])
+needs_fix = (scored["score"] < 0.6).mean()
+print(f"agreement on 'correct' (weighted kappa): {kappa:.2f}; answers below 0.6 that a person must fix: {needs_fix:.0%}")
+
+# %% [markdown]
+# ## 6 · Self-check exercise
+#
+# Look at the validation losses in section 1 (`history`, or the curve). **At which step was the
+# validation loss lowest**, that is, which checkpoint did `load_best_model_at_end` load? Put the step in
+# `answer` and run the cell. (Solutions: `solutions/05_evaluation.md`.)
+
+# %%
+answer = None   # a step number
+print(exercises.check_best_step(answer, trainer.state.log_history))
+
+# %% [markdown]
+# ## Summary
+#
+# - Validate while training; save checkpoints on the same steps; stop early and load the best.
+# - Watch loss, throughput and memory live, and keep them (TensorBoard) to compare runs later.
+# - Classification: accuracy, macro F1, per-class F1 and the confusion matrix; unparseable answers
+#   counted, never guessed. Generation: perplexity over the answer tokens, BLEU, chrF, ROUGE, exact match.
+# - An interrupted run resumed from its checkpoint ends where the uninterrupted one does.
+# - Human rubrics with a measured inter-rater agreement, and business metrics, decide what ships.
+
+# %%
+summary = {"steps_run": trainer.state.global_step, "best_step": best_step, "best_eval_loss": trainer.state.best_metric,
+           "train_seconds": round(train_seconds, 1), "samples_per_s": float(history["samples_per_s"].iloc[-1]),
+           "peak_memory_mb": float(history["memory_mb"].max()), "rater_kappa": kappa,
+           "resume_loss_difference": abs(last["uninterrupted"] - last["interrupted + resumed"]),
+           "seconds": round(time.perf_counter() - t_start, 1)}
+for name, table in (("cls", cls_table[["accuracy", "macro_f1", "unparseable"]]), ("gen", gen_table)):
+    for model_name, row in table.iterrows():
+        for metric, value in row.items():
+            summary[f"{name}_{metric}_{model_name.replace('-', '')}"] = float(value)
+params = {**cfg.to_dict(), "eval_steps": eval_steps, "early_stopping_patience": early_stopping_patience,
+          "qa_steps": qa_steps, "resume_steps": resume_steps, "n_test": n_test}
+print(runs.write_metrics(run_dir, summary, params=params, notebook="05_evaluation"))

@@ -1,0 +1,99 @@
+"""labhelpers.data.runconfig: the chapter's YAML with names that work; unknown keys and wrong types are named."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labhelpers.data import runconfig
+from labhelpers.errors import ConfigError
+from labhelpers.paths import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "configs" / "qa_lora.yaml"
+
+
+def _base():
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_example_config_loads_with_resolved_paths():
+    cfg = runconfig.load_config(EXAMPLE)
+    assert cfg.lora["r"] == 16 and cfg.lora["alpha"] == 32 and cfg.lora["target_modules"][0] == "q_proj"
+    assert cfg.training_args["max_steps"] == 120 and cfg.training_args["learning_rate"] == 0.003
+    assert cfg.train_files == [str((REPO_ROOT / "data" / "qa" / "train.jsonl").resolve())]
+    assert Path(cfg.train_files[0]).is_file(), "the example config's data must ship with the repo"
+    assert cfg.response_field == "output" and cfg.lab["validation_fraction"] == 0.15
+    assert cfg.training_args["per_device_eval_batch_size"] == 16, "defaults are filled in"
+
+
+@pytest.mark.parametrize("path, key, hint", [
+    (("passes", "lora"), "lora_alpha", "'alpha'"),
+    (("passes", "lora"), "weight_decay", "training_args"),
+    (("passes", "lora", "training_args"), "max_step", "'max_steps'"),
+    ((), "input_modle", "'input_model'"),
+])
+def test_unknown_keys_are_named_with_their_path(path, key, hint):
+    values = _base()
+    node = values
+    for p in path:
+        node = node[p]
+    node[key] = 1
+    with pytest.raises(ConfigError) as err:
+        runconfig.from_dict(values, source="run.yaml", base_dir=EXAMPLE.parent)
+    msg = str(err.value)
+    assert msg.startswith("run.yaml: unknown key") and ".".join(path + (key,)) in msg and hint in msg
+
+
+@pytest.mark.parametrize("path, value, expect", [
+    (("passes", "lora", "r"), "16", "passes.lora.r is str '16', expected integer"),
+    (("passes", "lora", "r"), True, "passes.lora.r is true/false"),
+    (("passes", "lora", "training_args", "learning_rate"), "1e-3", "YAML reads 1e-3 as a string"),
+    (("lab", "response_only"), "yes", "lab.response_only is str"),
+    (("passes", "lora", "lora_dropout"), 1.5, "lora_dropout=1.5 must be in [0, 1)"),
+    (("passes", "lora", "training_args", "max_steps"), 0, "max_steps=0 must be >= 1"),
+    (("passes", "lora", "train_data_config"), "nope", "names no data config"),
+    (("passes", "lora", "target_modules"), "q_proj", "'all-linear' or a list"),
+])
+def test_wrong_types_and_values_are_named(path, value, expect):
+    values = _base()
+    node = values
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError, match="run.yaml: ") as err:
+        runconfig.from_dict(values, source="run.yaml", base_dir=EXAMPLE.parent)
+    assert expect in str(err.value)
+
+
+def test_missing_sections_and_required_keys():
+    values = _base()
+    del values["passes"]
+    with pytest.raises(ConfigError, match="passes is required"):
+        runconfig.from_dict(values, source="run.yaml")
+    values = _base()
+    del values["data_configs"][0]["load_dataset_config"]["data_files"]
+    with pytest.raises(ConfigError, match=r"data_configs\[0\].load_dataset_config.data_files is required"):
+        runconfig.from_dict(values, source="run.yaml")
+
+
+def test_yaml_is_safe_loaded_and_errors_name_the_line(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("input_model: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        runconfig.load_config(evil)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("passes:\n  lora:\n    r: 8\n   alpha: 16\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml:line \d+: not valid YAML"):
+        runconfig.load_config(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        runconfig.load_config(empty)
+
+
+def test_round_trip_through_dump(tmp_path):
+    values = _base()
+    values["data_configs"][0]["load_dataset_config"]["data_files"] = str(REPO_ROOT / "data" / "qa" / "train.jsonl")
+    path = runconfig.dump_config(copy.deepcopy(values), tmp_path / "rt.yaml")
+    assert runconfig.load_config(path).text_template == values["data_configs"][0]["pre_process_data_config"]["text_template"]

@@ -1,0 +1,111 @@
+"""labhelpers.memory.hardware: device and dtype choice, with the hardware faked through monkeypatch."""
+
+import json
+
+import pytest
+import torch
+
+from labhelpers.memory import hardware
+
+AVX2_ONLY = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n"
+WITH_BF16 = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+WITH_AMX = "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_tile amx_bf16\n"
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    """No CUDA, no MPS, whatever this machine has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "_mps_available", lambda: False)
+
+
+def fake_cpuinfo(monkeypatch, text):
+    monkeypatch.setattr(hardware, "_cpuinfo_text", lambda: text)
+
+
+def test_cpu_flags_parsed(monkeypatch):
+    fake_cpuinfo(monkeypatch, AVX2_ONLY)
+    assert hardware.cpu_flags() == {"fpu", "sse2", "avx", "avx2", "fma", "avx512f"}
+    assert hardware.cpu_name() == "Test CPU"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [(AVX2_ONLY, False), (WITH_BF16, True), (WITH_AMX, True), ("", False)],
+)
+def test_cpu_bf16_detection(monkeypatch, cpuinfo, expected):
+    fake_cpuinfo(monkeypatch, cpuinfo)
+    assert hardware.cpu_bf16_supported() is expected
+
+
+def test_cpu_without_bf16_trains_in_fp32(monkeypatch, cpu_only):
+    fake_cpuinfo(monkeypatch, AVX2_ONLY)
+    assert hardware.pick_device() == "cpu"
+    assert hardware.pick_dtype() is torch.float32
+    assert hardware.pick_dtype("cpu") is torch.float32
+
+
+def test_cpu_with_bf16_hardware_uses_bf16(monkeypatch, cpu_only):
+    fake_cpuinfo(monkeypatch, WITH_AMX)
+    assert hardware.pick_dtype() is torch.bfloat16
+
+
+@pytest.mark.parametrize("bf16, expected", [(True, torch.bfloat16), (False, torch.float16)])
+def test_cuda_dtype(monkeypatch, bf16, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert hardware.pick_device() == "cuda"
+    assert hardware.pick_dtype() is expected
+    assert hardware.pick_dtype(torch.device("cuda", 0)) is expected
+
+
+def test_mps_uses_fp32(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(hardware, "_mps_available", lambda: True)
+    assert hardware.pick_device() == "mps"
+    assert hardware.pick_dtype() is torch.float32
+
+
+def test_explicit_cpu_ignores_gpu(monkeypatch):
+    # Asking for the CPU on a GPU machine must give the CPU's dtype, not the GPU's.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    fake_cpuinfo(monkeypatch, AVX2_ONLY)
+    assert hardware.pick_dtype("cpu") is torch.float32
+
+
+def test_report_on_cpu(monkeypatch, cpu_only):
+    fake_cpuinfo(monkeypatch, AVX2_ONLY)
+    report = hardware.hardware_report()
+    assert report["device"] == "cpu"
+    assert report["device_name"] == "Test CPU"
+    assert report["bf16_supported"] is False
+    assert report["dtype"] == "float32"
+    assert report["cpu_count"] >= 1
+    assert 0 < report["available_memory_gib"] <= report["total_memory_gib"]
+    assert report["gpu_memory_total_gib"] is None
+    assert report["torch_version"] == torch.__version__
+    json.dumps(report)  # notebooks store it in metrics/params
+
+
+def test_report_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Fake GPU")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (6 * hardware.GIB, 8 * hardware.GIB))
+    report = hardware.hardware_report()
+    assert report["device"] == "cuda"
+    assert report["device_name"] == "Fake GPU"
+    assert report["gpu_memory_total_gib"] == 8.0
+    assert report["gpu_memory_free_gib"] == 6.0
+    assert report["dtype"] == "bfloat16"
+    text = hardware.format_report(report)
+    assert "Fake GPU" in text and "8.0 GiB total" in text and "bfloat16" in text
+
+
+def test_format_report_explains_fp32(monkeypatch, cpu_only):
+    fake_cpuinfo(monkeypatch, AVX2_ONLY)
+    text = hardware.format_report(hardware.hardware_report())
+    assert text.startswith("Device: cpu (Test CPU)")
+    assert "emulated" in text and "float32" in text
+    assert "GPU memory" not in text

@@ -1,0 +1,109 @@
+"""labhelpers.train.finetune + CLI: a config runs end to end into a run folder it never overwrites; --resume continues."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from labhelpers.data import runconfig, task_data, templates
+from labhelpers.errors import ConfigError, DataError, OverwriteError
+from labhelpers.paths import REPO_ROOT
+from labhelpers.train import finetune
+
+TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
+
+
+@pytest.fixture
+def config_file(tmp_path, tiny_model_dir):
+    paths = task_data.write_task("qa", tmp_path / "data", {"train": 40}, seed=0)
+
+    def make(max_steps=4, save_steps=2, output="run", logging_steps=1, **lab):
+        values = {
+            "input_model": {"type": "HfModel", "model_path": str(tiny_model_dir)},
+            "data_configs": [{"name": "d", "load_dataset_config": {"data_name": "json", "data_files": "data/train.jsonl"},
+                              "pre_process_data_config": {"text_template": TEMPLATE, "max_seq_len": 48}}],
+            "passes": {"lora": {"type": "LoRA", "train_data_config": "d", "r": 4, "alpha": 8,
+                                "training_args": {"max_steps": max_steps, "save_steps": save_steps,
+                                                  "per_device_train_batch_size": 4,
+                                                  "logging_steps": logging_steps}}},
+            "output_dir": str(tmp_path / output),
+            "lab": {"eval_samples": 4, "max_new_tokens": 4, **lab},
+        }
+        return runconfig.dump_config(values, tmp_path / f"{output}.yaml")
+
+    assert paths["train"].is_file()
+    return make
+
+
+def test_template_split_keeps_space_with_answer(tiny_tokenizer):
+    assert templates.split_template(TEMPLATE) == ("<|user|> {input}</s><|assistant|>", " {output}")
+    prompt, full = templates.texts(TEMPLATE, tiny_tokenizer, {"input": "hi", "output": "yes"})
+    assert prompt == "<s><|user|> hi</s><|assistant|>" and full == prompt + " yes"
+    ex = templates.encode(TEMPLATE, tiny_tokenizer, {"input": "hi", "output": "yes"}, 48)
+    assert ex["input_ids"][-1] == tiny_tokenizer.eos_token_id and ex["input_ids"].count(tiny_tokenizer.eos_token_id) == 2
+    assert ex["labels"][: len(tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])] == [-100] * len(
+        tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    with pytest.raises(ConfigError, match="response field"):
+        templates.split_template("{output}")
+
+
+def test_run_writes_adapter_and_metrics_then_refuses_to_overwrite(config_file, tmp_path):
+    path = config_file()
+    logs = []
+    result = finetune.run(path, log=logs.append)
+    out = result.run_dir
+    assert out == tmp_path / "run"
+    for name in ("adapter/adapter_config.json", "adapter/adapter_model.safetensors", "metrics.json",
+                 "report.json", "config.yaml"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["train_rows"] == 34 and metrics["validation_rows"] == 6
+    assert 0 <= metrics["exact_match"] <= 1 and metrics["params"]["lora_r"] == 4
+    assert any(l.startswith("step 4/4") for l in logs)
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(OverwriteError, match="refusing to overwrite"):
+        finetune.run(path, log=None)
+    with pytest.raises(OverwriteError, match="finished run"):
+        finetune.run(path, resume=True, log=None)
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_run_with_no_logging_step_still_records_the_training_loss(config_file):
+    result = finetune.run(config_file(max_steps=2, logging_steps=50), log=None)
+    assert result.metrics["final_train_loss"] > 0  # from the Trainer's mean loss, not a missing log line
+
+
+def test_resume_continues_from_last_checkpoint(config_file, tmp_path):
+    first = finetune.run(config_file(max_steps=2, save_steps=2, output="r2"), log=None)
+    assert (first.run_dir / "checkpoints" / "checkpoint-2").is_dir()
+    (first.run_dir / "metrics.json").unlink()  # as if the run had stopped after its checkpoint
+    second = finetune.run(config_file(max_steps=4, save_steps=2, output="r2"), resume=True, log=None)
+    assert second.metrics["steps"] == 4
+    state = json.loads((second.run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        finetune.run(config_file(output="fresh"), resume=True, log=None)
+
+
+def test_bad_data_stops_before_training(config_file, tmp_path):
+    (tmp_path / "data" / "train.jsonl").write_text('{"input": "a?", "output": "b."}\n' * 3 + '{"input": "c?"}\n')
+    with pytest.raises(DataError, match=r"train.jsonl:line 4: field 'output' required field is missing"):
+        finetune.run(config_file(output="bad"), log=None)
+    assert not (tmp_path / "bad" / "adapter").exists()
+
+
+def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tmp_path):
+    path = config_file(max_steps=2, save_steps=2, output="cli")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "labhelpers", "finetune", "--config", str(path)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "cli")
+    assert "step 2/2" in done.stdout
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 2 and "refusing to overwrite" in again.stderr and "--resume" in again.stderr
+    bad = subprocess.run([sys.executable, "-m", "labhelpers", "finetune", "--config", str(tmp_path / "nope.yaml")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "no such config file" in bad.stderr
