@@ -95,7 +95,8 @@ def main():
     print(f"LoRA r=8 all-linear, batch {args.batch_size}, {args.steps} steps x {args.repeats} alternating runs, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     for name, vals in results.items():
-        print(f"{name:<26} samples/s: " + ", ".join(f"{v:6.1f}" for v in vals) + f"   median {statistics.median(vals):6.1f}")
+        print(f"{name:<26} samples/s: " + ", ".join(f"{v:6.1f}" for v in vals)
+              + f"   median {statistics.median(vals):6.1f}")
     # Each pair ran back to back, so its ratio is the least disturbed by load that comes and goes.
     pairs = [a / b for a, b in zip(*results.values())]
     print("ratio Trainer / plain loop per pair: " + ", ".join(f"{r:.2f}" for r in pairs)

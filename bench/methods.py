@@ -50,7 +50,8 @@ def main():
         # Ratios within each round (back-to-back runs), then their median.
         mem_ratio = statistics.median(g["peak_growth_mb"] / f["peak_growth_mb"] for g, f in zip(runs[m], runs["full"]))
         time_ratio = statistics.median(g["sec_per_step"] / f["sec_per_step"] for g, f in zip(runs[m], runs["full"]))
-        print(f"{m:<7}{runs[m][0]['weights_mb']:>11.2f}{growth:>16.1f}{(est['total_gib'] - est['weights_gib']) * mb:>13.1f}"
+        print(f"{m:<7}{runs[m][0]['weights_mb']:>11.2f}{growth:>16.1f}"
+              f"{(est['total_gib'] - est['weights_gib']) * mb:>13.1f}"
               f"{sps:>9.3f}{mem_ratio:>15.2f}{time_ratio:>13.2f}")
     print("peak growth = gradients + optimizer state + activations (+ allocator overhead and backward temporaries);"
           "\nestimate = the calculator's same parts (labhelpers.memory.estimate), without temporaries.")

@@ -110,7 +110,8 @@ def main():
     for label, ckpt in (("without gradient checkpointing", False), ("with gradient checkpointing", True)):
         m = lora_model(checkpointing=ckpt)
         m.train()
-        x = torch.randint(3, m.config.vocab_size, (args.batch_size, args.max_len), generator=torch.Generator().manual_seed(0))
+        x = torch.randint(3, m.config.vocab_size, (args.batch_size, args.max_len),
+                          generator=torch.Generator().manual_seed(0))
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
 
         def step():

@@ -14,5 +14,10 @@ Room map (imports point down this list, never up; ``tests/`` mirrors it):
 - ``deploy``: ONNX export, ONNX Runtime (GenAI) inference, the serve CLI, Olive's CLI. 06, 09.
 - ``course``: the course runner, papermill grids, preflight, exercises, widgets. 00, 01, 04, 08 and ``make``.
 
+Imports sit at the top of each module. The only exceptions are optional or heavy packages (bitsandbytes,
+onnxruntime_genai, optuna, ipywidgets, IPython), imported inside the function that needs them so that
+importing labhelpers never needs them and a missing one fails with that helper's own fix; and
+``course.preflight``, which must start on the standard library to report a broken install.
+
 Command line: ``python -m labhelpers finetune|course|batch|serve|preflight ...`` (``--help`` on each).
 """

@@ -5,7 +5,8 @@ NOTEBOOKS = {
     "00_setup": {"title": "Setup check", "cpu_minutes": 1,
                  "summary": "versions, hardware, dtype, which models fit this machine's memory"},
     "01_concepts": {"title": "What fine-tuning changes: full vs LoRA vs QLoRA vs adapters", "cpu_minutes": 3,
-                    "summary": "transfer learning; four methods measured side by side; low-rank updates; memory calculator"},
+                    "summary": "transfer learning; four methods measured side by side; low-rank updates; "
+                               "memory calculator"},
     "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 1,
                 "summary": "LoRA on the tiny base for the tone task; compare with the base model"},
     "03_qlora": {"title": "QLoRA", "cpu_minutes": 3,
@@ -28,5 +29,6 @@ NOTEBOOKS = {
                                "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 4,
                  "summary": "olive finetune (LoRA, QLoRA), auto-opt to int4 ONNX Runtime GenAI, generate-adapter and "
-                            "convert-adapters for two adapters on one base; every chapter command mapped to one that runs"},
+                            "convert-adapters for two adapters on one base; every chapter command mapped to one "
+                            "that runs"},
 }

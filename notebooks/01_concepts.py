@@ -101,7 +101,8 @@ tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
 if tokenizer.pad_token is None:
     tokenizer.pad_token = tokenizer.eos_token
 task = ToneTask(tokenizer, n_test=n_test)   # the data, chat template and scoring of notebook 02, packaged
-print(f"device {device}, dtype {dtype}; {len(task.train)} training rows, {len(task.test)} held-out; outputs in {run_dir}")
+print(f"device {device}, dtype {dtype}; {len(task.train)} training rows, {len(task.test)} held-out; "
+      f"outputs in {run_dir}")
 
 # %% [markdown]
 # Every run below uses the same `Trainer` setup, data, seed and number of steps; only the model and
@@ -342,7 +343,10 @@ fig, ax = plt.subplots(figsize=(6.5, 3.6))
 for name, c in curves.items():
     ax.plot(ranks, c, ls="--" if name == "random matrix" else "-", label=name)
 ax.axvline(cfg.lora_r, color="gray", lw=0.8)
-ax.set_xlabel("rank r"); ax.set_ylabel("share of ||ΔW||² kept"); ax.set_ylim(0, 1.02); ax.legend()
+ax.set_xlabel("rank r")
+ax.set_ylabel("share of ||ΔW||² kept")
+ax.set_ylim(0, 1.02)
+ax.legend()
 ax.set_title("Full fine-tune's ΔW (mean over layers) vs a random matrix")
 at_r = {name: float(c[cfg.lora_r - 1]) for name, c in curves.items()}
 print(f"share kept at r = {cfg.lora_r}:", {k: round(v, 3) for k, v in at_r.items()})
@@ -416,10 +420,12 @@ examples = {
                       {"article": "The council met on Monday. It voted 7-2 to extend the bike lane on Main Street.",
                        "summary": "The council voted to extend the Main Street bike lane."}),
 }
+scored_by = {"classification": "accuracy / F1", "generation": "human or model rating, perplexity",
+             "extraction / NER": "entity F1", "summarisation": "ROUGE"}
 for kind, (template, row) in examples.items():
     text = templates.render_template(template, row)
     print(f"--- {kind}  (fields {templates.template_fields(template)}; scored by "
-          f"{ {'classification': 'accuracy / F1', 'generation': 'human or model rating, perplexity', 'extraction / NER': 'entity F1', 'summarisation': 'ROUGE'}[kind]})\n{text}")
+          f"{scored_by[kind]})\n{text}")
     assert all(str(v) in text for v in row.values())
 
 # %% [markdown]
@@ -446,8 +452,9 @@ big = {m: widgets.calculator_table(widgets.CUSTOM, params_b=65, method=m, precis
                                    batch_size=1, lora_r=64, gradient_checkpointing=True, available_gib=48)
        for m in ("full", "qlora")}
 gb = {m: r["estimate"]["total_gib"] * GIB / 1e9 for m, r in big.items()}
-print(f"65 B model, batch 1 x 512 tokens, gradient checkpointing: full bf16 mixed-precision fine-tuning {gb['full']:,.0f} GB; "
-      f"QLoRA (r 64) {gb['qlora']:.0f} GB. QLoRA paper: over 780 GB vs under 48 GB (one 48 GB GPU).")
+print(f"65 B model, batch 1 x 512 tokens, gradient checkpointing: full bf16 mixed-precision fine-tuning "
+      f"{gb['full']:,.0f} GB; QLoRA (r 64) {gb['qlora']:.0f} GB. "
+      f"QLoRA paper: over 780 GB vs under 48 GB (one 48 GB GPU).")
 assert gb["full"] > 780 and gb["qlora"] < 48, gb
 
 # %%

@@ -143,7 +143,8 @@ def load_4bit():
     return AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant, dtype=compute_dtype,
                                                 trust_remote_code=cfg.trust_remote_code)
 
-model_8bit = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=BitsAndBytesConfig(load_in_8bit=True),
+model_8bit = AutoModelForCausalLM.from_pretrained(cfg.model_path,
+                                                  quantization_config=BitsAndBytesConfig(load_in_8bit=True),
                                                   dtype=torch.float32, trust_remote_code=cfg.trust_remote_code)
 model_4bit = load_4bit()
 print(model_4bit.model.layers[0].self_attn.q_proj)   # a bitsandbytes Linear4bit

@@ -218,7 +218,8 @@ shown = templates.show_trained_tokens(tokenizer, example)
 display(pd.DataFrame(shown, columns=["token", "trained"]).T)
 assert [t for t, on in shown if on][-1] == tokenizer.eos_token
 try:
-    templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0], where=f"{qa_records.where(0)}")
+    templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0],
+                              where=f"{qa_records.where(0)}")
 except DataError as err:
     print("DataError:", err)
 
@@ -282,7 +283,8 @@ qa_refs = [r["output"] for r in qa_eval]
 qa_before = answers(base_model, TEMPLATE, qa_eval)
 qa_result = finetune.run(config_path)
 qa_after = answers(qa_result.model, TEMPLATE, qa_eval)
-qa_scores = {"base": textmetrics.exact_match(qa_before, qa_refs), "fine-tuned": textmetrics.exact_match(qa_after, qa_refs)}
+qa_scores = {"base": textmetrics.exact_match(qa_before, qa_refs),
+             "fine-tuned": textmetrics.exact_match(qa_after, qa_refs)}
 with pd.option_context("display.max_colwidth", 60):
     display(pd.DataFrame({"question": [r["input"] for r in qa_eval], "expected": qa_refs,
                           "before": qa_before, "after": qa_after}).head(8))
@@ -313,7 +315,8 @@ TASK_TEMPLATES = {"classification": "<|user|> {text}</s><|assistant|> {label}",
 
 def score(task, preds, rows):
     if task == "classification":
-        return classification_scores([r["label"] for r in rows], [parse_label(p, TONES) for p in preds], TONES)["accuracy"]
+        return classification_scores([r["label"] for r in rows], [parse_label(p, TONES) for p in preds],
+                                     TONES)["accuracy"]
     if task == "generation":
         return sum(task_data.on_tone(p, r["tone"]) for p, r in zip(preds, rows)) / len(rows)
     if task == "extraction":

@@ -227,8 +227,8 @@ gen_table, gen_answers = compare.compare({"base": base_model, "fine-tuned": qa_r
 display(gen_table.round(3))
 with pd.option_context("display.max_colwidth", 60):
     display(compare.largest_differences([r["input"] for r in qa_test], qa_refs, gen_answers["base"],
-                                           gen_answers["fine-tuned"], lambda p, r: textmetrics.rouge([p], [r])["rougeL"],
-                                           names=("base", "fine-tuned"), n=4))
+                                        gen_answers["fine-tuned"], lambda p, r: textmetrics.rouge([p], [r])["rougeL"],
+                                        names=("base", "fine-tuned"), n=4))
 better = {m: (gen_table.loc["fine-tuned", m] < gen_table.loc["base", m]) if m == "perplexity"
           else (gen_table.loc["fine-tuned", m] > gen_table.loc["base", m]) for m in gen_table.columns}
 print("fine-tuned better on:", better)
@@ -304,7 +304,8 @@ scored.insert(0, "answer", ["It means joy.", "It means joy, a happy and cheerful
 display(scored.round(2))
 kappa = compare.rater_agreement([r["correct"] for r in rater_a], [r["correct"] for r in rater_b])
 needs_fix = (scored["score"] < 0.6).mean()
-print(f"agreement on 'correct' (weighted kappa): {kappa:.2f}; answers below 0.6 that a person must fix: {needs_fix:.0%}")
+print(f"agreement on 'correct' (weighted kappa): {kappa:.2f}; "
+      f"answers below 0.6 that a person must fix: {needs_fix:.0%}")
 
 # %% [markdown]
 # ## 6 · Self-check exercise

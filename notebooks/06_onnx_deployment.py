@@ -263,10 +263,10 @@ def genai_tokens(model, prompt, n):
 
 loaders = {
     "PyTorch fp32": (merged_dir, lambda: AutoModelForCausalLM.from_pretrained(merged_dir).eval(), torch_tokens),
-    "optimum fp32": (builds["optimum fp32"]["folder"], lambda: load_optimum(builds["optimum fp32"]["folder"], n_threads),
-                     torch_tokens),
-    "optimum int8": (builds["optimum int8"]["folder"], lambda: load_optimum(builds["optimum int8"]["folder"], n_threads),
-                     torch_tokens),
+    "optimum fp32": (builds["optimum fp32"]["folder"],
+                     lambda: load_optimum(builds["optimum fp32"]["folder"], n_threads), torch_tokens),
+    "optimum int8": (builds["optimum int8"]["folder"],
+                     lambda: load_optimum(builds["optimum int8"]["folder"], n_threads), torch_tokens),
     "GenAI fp32": (builds["GenAI fp32"]["folder"], lambda: GenAIModel(builds["GenAI fp32"]["folder"], n_threads),
                    genai_tokens),
     "GenAI int4": (builds["GenAI int4"]["folder"], lambda: GenAIModel(builds["GenAI int4"]["folder"], n_threads),
@@ -425,7 +425,8 @@ for step, name in enumerate(("tone", "qa", None, "tone")):
     ms = 1000 * (time.perf_counter() - t0) / len(switch_prompts)
     assert got == reference_by_adapter[name], f"step {step}: adapter {name} differs from PeftModel"
     shown[f"{step + 1}. {name or 'none (base)'}"] = [tokenizer.decode(t, skip_special_tokens=True).strip() for t in got]
-    print(f"step {step + 1}: adapter {name or 'none':5s} identical to PeftModel on {len(got)} prompts ({ms:.0f} ms/prompt)")
+    print(f"step {step + 1}: adapter {name or 'none':5s} identical to PeftModel on {len(got)} prompts "
+          f"({ms:.0f} ms/prompt)")
 assert id(served.model) == model_id, "switching must not reload the base"
 assert len({tuple(map(tuple, v)) for v in reference_by_adapter.values()}) == 3, "each adapter must change the outputs"
 with pd.option_context("display.max_colwidth", 40):
@@ -528,7 +529,8 @@ summary = {"tone_adapter_accuracy": adapter_scores["accuracy"], "train_seconds":
 for name, row in table.iterrows():
     key = name.lower().replace(" ", "_")
     summary.update({f"{key}_mb": float(row["MB"]), f"{key}_accuracy": float(row["accuracy"]),
-                    f"{key}_tokens_per_s": float(row["tokens/s"]), f"{key}_first_token_ms": float(row["first token ms"]),
+                    f"{key}_tokens_per_s": float(row["tokens/s"]),
+                    f"{key}_first_token_ms": float(row["first token ms"]),
                     f"{key}_token_agreement": float(row["token agreement"])})
 for name, path in adapter_files.items():
     summary[f"{name}_onnx_adapter_mb"] = path.stat().st_size / 1e6

@@ -132,8 +132,8 @@ def train_lora(train, *, steps, r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0,
     args = TrainingArguments(
         output_dir=str(run_dir / "checkpoints" / name), max_steps=steps, per_device_train_batch_size=8,
         learning_rate=lr, weight_decay=weight_decay, lr_scheduler_type="constant", seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=logging_steps or eval_steps, eval_strategy="steps" if eval_data is not None else "no", eval_steps=eval_steps,
-        save_strategy="steps" if keep_best else "no", save_steps=eval_steps, save_total_limit=2,
+        logging_steps=logging_steps or eval_steps, eval_strategy="steps" if eval_data is not None else "no",
+        eval_steps=eval_steps, save_strategy="steps" if keep_best else "no", save_steps=eval_steps, save_total_limit=2,
         load_best_model_at_end=keep_best, metric_for_best_model="eval_loss", greater_is_better=False,
         report_to="none", use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=early_stopping)] if keep_best else []
@@ -171,7 +171,10 @@ fig, ax = plt.subplots(figsize=(6, 3.2))
 ax.plot(*zip(*train_curve), label="train loss")
 ax.plot(*zip(*val_curve), label="validation loss")
 ax.axvline(best_step, color="grey", ls=":", label="best validation")
-ax.set_xlabel("step"); ax.set_ylabel("loss"); ax.legend(); ax.set_title("Overfitting: the curves part ways")
+ax.set_xlabel("step")
+ax.set_ylabel("loss")
+ax.legend()
+ax.set_title("Overfitting: the curves part ways")
 plt.show()
 assert val_curve[-1][1] > best_val + 0.08, "validation loss should turn up: that is the symptom"
 assert train_curve[-1][1] < 0.1, "training loss should keep falling"
@@ -192,7 +195,8 @@ assert train_curve[-1][1] < 0.1, "training loss should keep falling"
 qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml")   # notebook 04's run config
 for name, lora in (("chapter", {"lora_alpha": 16, "lora_dropout": 0.1, "weight_decay": 0.01}),
                    ("working", {"alpha": 16, "lora_dropout": 0.1,
-                                "training_args": {**qa_cfg.raw["passes"]["lora"]["training_args"], "weight_decay": 0.01}})):
+                                "training_args": {**qa_cfg.raw["passes"]["lora"]["training_args"],
+                                                  "weight_decay": 0.01}})):
     values = json.loads(json.dumps(qa_cfg.raw))
     values["data_configs"][0]["load_dataset_config"]["data_files"] = qa_cfg.train_files
     values["passes"]["lora"].pop("alpha")
@@ -215,7 +219,8 @@ remedies = {
 overfit_runs = {"problem": problem}
 for label, kw in remedies.items():
     kw = {"train": small, **kw}
-    overfit_runs[label] = train_lora(kw.pop("train"), steps=overfit_steps, name=label.split(" (")[0].replace(" ", "_"), **kw)
+    overfit_runs[label] = train_lora(kw.pop("train"), steps=overfit_steps,
+                                     name=label.split(" (")[0].replace(" ", "_"), **kw)
 rows = []
 for label, t in overfit_runs.items():
     vc = curve(t)
@@ -229,14 +234,18 @@ display(overfit_table.round(3))
 fig, ax = plt.subplots(figsize=(7.5, 3.6))
 for label, t in overfit_runs.items():
     ax.plot(*zip(*curve(t)), label=label, lw=2.5 if label == "problem" else 1.2)
-ax.set_xlabel("step"); ax.set_ylabel("validation loss"); ax.legend(fontsize=7); ax.set_title("Remedies against overfitting")
+ax.set_xlabel("step")
+ax.set_ylabel("validation loss")
+ax.legend(fontsize=7)
+ax.set_title("Remedies against overfitting")
 plt.show()
 
 # %%
 problem_row = overfit_table.loc["problem"]
 for label in remedies:
     row = overfit_table.loc[label]
-    print(f"{label:30s} validation loss {problem_row['final validation loss']:.3f} -> {row['final validation loss']:.3f}, "
+    print(f"{label:30s} validation loss {problem_row['final validation loss']:.3f} -> "
+          f"{row['final validation loss']:.3f}, "
           f"accuracy {problem_row['held-out accuracy']:.2f} -> {row['held-out accuracy']:.2f}")
     if strict:
         assert row["final validation loss"] < problem_row["final validation loss"] - 0.05, label
@@ -327,7 +336,9 @@ AutoModelForCausalLM.from_config(LlamaConfig(
 quant_rows = []
 nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                          bnb_4bit_compute_dtype=torch.float32)
-rss = lambda: psutil.Process().memory_info().rss
+def rss():
+    return psutil.Process().memory_info().rss
+
 quant_rows = []
 for label, extra in (("fp32", {}), ("4-bit NF4", {"quantization_config": nf4})):
     measure.release_free_memory()
@@ -450,10 +461,14 @@ def steps_per_second(dtype, n=2):
     m = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
     o = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
     b = collator(rows[:8])
-    m(**b).loss.backward(); o.step(); o.zero_grad()   # warm-up step
+    m(**b).loss.backward()   # warm-up step
+    o.step()
+    o.zero_grad()
     t0 = time.perf_counter()
     for _ in range(n):
-        m(**b).loss.backward(); o.step(); o.zero_grad()
+        m(**b).loss.backward()
+        o.step()
+        o.zero_grad()
     return n / (time.perf_counter() - t0)
 
 bf16_hw = hardware.cpu_bf16_supported()
@@ -506,7 +521,9 @@ def encode_rows(rows_, max_length=64, eos=True, mask_prompt=True):
 
 train_rows = task.data["train"].to_list()[:400]   # 60 steps x batch 8 = 1.2 passes over these
 good_encoded = encode_rows(train_rows)
-prompt_of = lambda r: templates.chat_texts(tokenizer, r["phrase"])[0]
+def prompt_of(r):
+    return templates.chat_texts(tokenizer, r["phrase"])[0]
+
 settings = dict(chat_fields=("phrase", "tone"), inference_prompt=prompt_of, max_seq_len=64, method="lora",
                 learning_rate=cfg.learning_rate, max_steps=poor_steps, batch_size=8, label_field="tone")
 print(dx.diagnose(train_rows, tokenizer, encoded=good_encoded, **settings))
@@ -537,7 +554,8 @@ def answer_lengths(model, n=24, max_new_tokens=16):
     tokenizer.padding_side = "right"
     new = out[:, enc["input_ids"].shape[1]:]
     ended = (new == tokenizer.eos_token_id).any(dim=1)
-    lengths = [int((row == tokenizer.eos_token_id).nonzero()[0]) + 1 if e else new.shape[1] for row, e in zip(new, ended)]
+    lengths = [int((row == tokenizer.eos_token_id).nonzero()[0]) + 1 if e else new.shape[1]
+               for row, e in zip(new, ended)]
     return lengths, tokenizer.decode(new[0], skip_special_tokens=False)
 
 
@@ -699,7 +717,8 @@ AutoModelForCausalLM.from_pretrained(cfg.model_path).save_pretrained(local_copy)
 tokenizer.save_pretrained(local_copy)
 AutoModelForCausalLM.from_pretrained(local_copy)
 env_rows.append(("local folder", f"loads from {local_copy.name}/ with no network", "model_name='<folder>'"))
-env_rows.append(("versions", "notebook 00 checks them against constraints.txt", "`make course` reinstalls the tested set"))
+env_rows.append(("versions", "notebook 00 checks them against constraints.txt",
+                 "`make course` reinstalls the tested set"))
 display(pd.DataFrame(env_rows, columns=["what", "here", "what to do"]))
 
 # %% [markdown]
@@ -740,10 +759,12 @@ summary = {
     **{f"tokens_per_s_{k.replace(' ', '_')}": float(v) for k, v in speed_table["real tokens/s"].items()},
     "bf16_slowdown": precision["fp32"] / precision["bf16"],
     "accuracy_good": good_acc, "accuracy_plain_prompt": plain_acc,
-    "new_tokens_no_eos": sum(lengths_bad) / len(lengths_bad), "new_tokens_with_eos": sum(lengths_good) / len(lengths_good),
+    "new_tokens_no_eos": sum(lengths_bad) / len(lengths_bad),
+    "new_tokens_with_eos": sum(lengths_good) / len(lengths_good),
     **{f"accuracy_{k.replace(' ', '_')}": float(v) for k, v in poor_table["held-out accuracy"].items() if k != "good"},
     **{f"accuracy_{k}": float(v) for k, v in imbalance_table["accuracy"].items()},
-    **{f"accuracy_{k.replace(' ', '_')}": float(v) for k, v in label_table["held-out accuracy"].items() if k != "prompt masked (good)"},
+    **{f"accuracy_{k.replace(' ', '_')}": float(v) for k, v in label_table["held-out accuracy"].items()
+       if k != "prompt masked (good)"},
     "seconds": round(time.perf_counter() - t_start, 1),
 }
 params = {**cfg.to_dict(), "overfit_rows": overfit_rows, "more_data_rows": more_data_rows, "eval_steps": eval_steps,

@@ -112,7 +112,8 @@ print("outputs in", run_dir)
 # %%
 EXTRACT_TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
 extract = task_data.generate_splits("extraction", {"train": 300, "test": n_test}, seed=cfg.seed)
-extract_train = datasets.Dataset.from_list([templates.encode(EXTRACT_TEMPLATE, tokenizer, r, 96) for r in extract["train"]])
+extract_train = datasets.Dataset.from_list([templates.encode(EXTRACT_TEMPLATE, tokenizer, r, 96)
+                                            for r in extract["train"]])
 
 lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
 set_seed(cfg.seed)
@@ -156,7 +157,8 @@ for name in ("tone", "extract"):
 adapter_table = pd.DataFrame(adapter_rows).T
 display(adapter_table.round(3))
 if strict:
-    assert adapter_table.loc["adapter tone", "tone accuracy"] > adapter_table.loc["base (no adapter)", "tone accuracy"] + 0.5
+    assert (adapter_table.loc["adapter tone", "tone accuracy"]
+            > adapter_table.loc["base (no adapter)", "tone accuracy"] + 0.5)
     assert (adapter_table.loc["adapter extract", "extract field accuracy"]
             > adapter_table.loc["base (no adapter)", "extract field accuracy"] + 0.3)
 
@@ -186,17 +188,20 @@ display(adapter_table.round(3))
 adapter_dir = run_dir / "adapters"
 model.save_pretrained(adapter_dir, selected_adapters=["tone", "extract"])   # one subfolder per adapter
 base_mb = sum(f.stat().st_size for f in Path(cfg.model_path).glob("*.safetensors")) / 1e6
-adapter_params = {name: sum(p.numel() for n, p in model.named_parameters() if f".{name}." in n) for name in ("tone", "extract")}
+adapter_params = {name: sum(p.numel() for n, p in model.named_parameters() if f".{name}." in n)
+                  for name in ("tone", "extract")}
 cost = pd.DataFrame({
-    "disk MB": {"full fine-tuned copy": base_mb, **{f"adapter {n}": runs.folder_mb(adapter_dir / n) for n in adapter_params}},
+    "disk MB": {"full fine-tuned copy": base_mb,
+                **{f"adapter {n}": runs.folder_mb(adapter_dir / n) for n in adapter_params}},
     "parameters": {"full fine-tuned copy": sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n),
                    **{f"adapter {n}": v for n, v in adapter_params.items()}},
 })
 display(cost.round(2))
 shape = shapes.shape_of("llama-3.2-1b")
 real_adapter = estimate.lora_trainable_params(shape, 8)
-print(f"At real scale (Llama-3.2-1B, r 8, all linear layers): a full copy per task is {shape['n_params'] * 2 / 1e9:.1f} GB "
-      f"in bf16, an adapter {real_adapter * 2 / 1e6:.0f} MB. Ten tasks: {10 * shape['n_params'] * 2 / 1e9:.0f} GB of copies, "
+print(f"At real scale (Llama-3.2-1B, r 8, all linear layers): a full copy per task is "
+      f"{shape['n_params'] * 2 / 1e9:.1f} GB in bf16, an adapter {real_adapter * 2 / 1e6:.0f} MB. "
+      f"Ten tasks: {10 * shape['n_params'] * 2 / 1e9:.0f} GB of copies, "
       f"or one base + ten adapters = {(shape['n_params'] + 10 * real_adapter) * 2 / 1e9:.1f} GB.")
 assert cost.loc["adapter tone", "disk MB"] < 0.2 * cost.loc["full fine-tuned copy", "disk MB"]
 
@@ -271,7 +276,8 @@ contrastive_trainer = losses.ContrastiveTrainer(
     data_collator=losses.PairCollator(enc_tokenizer),
     args=TrainingArguments(output_dir=str(run_dir / "contrastive"), max_steps=contrastive_steps,
                            per_device_train_batch_size=16, learning_rate=3e-3, lr_scheduler_type="constant",
-                           seed=cfg.seed, data_seed=cfg.seed, save_strategy="no", logging_steps=max(1, contrastive_steps // 4),
+                           seed=cfg.seed, data_seed=cfg.seed, save_strategy="no",
+                           logging_steps=max(1, contrastive_steps // 4),
                            report_to="none", use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
                            remove_unused_columns=False))   # keep the pair columns: they are not forward() arguments
 contrastive_trainer.remove_callback(PrinterCallback)
@@ -282,7 +288,8 @@ display(separation.round(3))
 if strict:
     assert separation_after["gap"] > separation_before["gap"] + 0.05, separation
     assert separation_after["auc"] > separation_before["auc"] + 0.05, separation
-contrastive_summary = {f"contrastive_{k}_{m}": float(v) for m, row in (("base", separation_before), ("trained", separation_after))
+contrastive_summary = {f"contrastive_{k}_{m}": float(v)
+                       for m, row in (("base", separation_before), ("trained", separation_after))
                        for k, v in row.items()}
 
 # %% [markdown]
@@ -317,8 +324,8 @@ def weighted_args(name):
                              disable_tqdm=True, remove_unused_columns=False)
 
 
-plain = Trainer(model=tone_lora(), args=weighted_args("plain_loss"), train_dataset=skewed_ds.remove_columns("class_index"),
-                data_collator=collator)
+plain = Trainer(model=tone_lora(), args=weighted_args("plain_loss"),
+                train_dataset=skewed_ds.remove_columns("class_index"), data_collator=collator)
 weighted = losses.WeightedLossTrainer(model=tone_lora(), args=weighted_args("weighted_loss"), train_dataset=skewed_ds,
                                       data_collator=losses.ClassIndexCollator(tokenizer),
                                       class_weights=[weights[t] for t in tone.labels])
@@ -332,7 +339,8 @@ for name, trainer in (("plain loss", plain), ("class-weighted loss", weighted)):
 weighted_table = pd.DataFrame(reports).T[["accuracy", "macro_f1", "minority_recall", "minority_f1"]]
 display(weighted_table.round(3))
 if strict:
-    assert weighted_table.loc["class-weighted loss", "minority_recall"] > weighted_table.loc["plain loss", "minority_recall"] + 0.1
+    assert (weighted_table.loc["class-weighted loss", "minority_recall"]
+            > weighted_table.loc["plain loss", "minority_recall"] + 0.1)
 weighted_summary = {f"weighted_{k}_{n.split()[0].replace('-', '')}": float(v) for n, row in weighted_table.iterrows()
                     for k, v in row.items()}
 
@@ -363,7 +371,8 @@ command = [sys.executable, "-m", "labhelpers", "batch", "--grid", str(REPO_ROOT 
 dry = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
 print(dry.stdout[-2500:])
 assert dry.returncode == 0, dry.stderr
-print("To run it (about 8 x 1 minute on 2 cores):\n  python -m labhelpers batch --grid configs/grid_methods.yaml --jobs 1")
+print("To run it (about 8 x 1 minute on 2 cores):\n"
+      "  python -m labhelpers batch --grid configs/grid_methods.yaml --jobs 1")
 
 # %% [markdown]
 # ## 5 · Scale-out with accelerate
@@ -377,7 +386,7 @@ print("To run it (about 8 x 1 minute on 2 cores):\n  python -m labhelpers batch 
 
 # %%
 for path in sorted((REPO_ROOT / "configs" / "accelerate").glob("*.yaml")):
-    header = [l[2:] for l in path.read_text().splitlines() if l.startswith("# ")][:2]
+    header = [line[2:] for line in path.read_text().splitlines() if line.startswith("# ")][:2]
     print(f"{path.name:24s} {' '.join(header)[:110]}")
 print("\nOn this machine (2 CPU processes):\n  accelerate launch --config_file configs/accelerate/cpu_2proc.yaml "
       "-m labhelpers finetune --config configs/qa_lora.yaml")
@@ -414,8 +423,10 @@ print(exercises.check_adapters_per_copy(answer, preset="llama-3.2-1b", r=8))
 summary = {
     **{f"{task.split()[0]}_{row.replace(' ', '_').replace('(', '').replace(')', '')}": float(v)
        for row, r in adapter_table.iterrows() for task, v in r.items()},
-    "adapter_disk_mb": float(cost.loc["adapter tone", "disk MB"]), "full_copy_disk_mb": float(cost.loc["full fine-tuned copy", "disk MB"]),
-    "search_best": float(result.best_value), "search_default": float(default_value), "search_seconds": round(search_seconds, 1),
+    "adapter_disk_mb": float(cost.loc["adapter tone", "disk MB"]),
+    "full_copy_disk_mb": float(cost.loc["full fine-tuned copy", "disk MB"]),
+    "search_best": float(result.best_value), "search_default": float(default_value),
+    "search_seconds": round(search_seconds, 1),
     "search_pruned": int((result.table["state"] == "PRUNED").sum()),
     **contrastive_summary, **weighted_summary,
     "seconds": round(time.perf_counter() - t_start, 1),

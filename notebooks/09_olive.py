@@ -364,7 +364,8 @@ gen_run = olive.run_olive(gen_args, olive.generate_adapter_outputs(multi_out), l
                           cwd=work, stream=False)
 course_file = export.write_onnx_adapter(course_adapter, multi_out, work / "course.onnx_adapter")
 print(f"generate-adapter {gen_run.seconds:.0f} s; {len(export.lora_inputs(multi_out))} LoRA inputs in "
-      f"{multi_out.name}/model.onnx; adapter files: Olive's {(multi_out / olive.ADAPTER_FILE).stat().st_size / 1e6:.2f} MB, "
+      f"{multi_out.name}/model.onnx; adapter files: "
+      f"Olive's {(multi_out / olive.ADAPTER_FILE).stat().st_size / 1e6:.2f} MB, "
       f"the course's {course_file.stat().st_size / 1e6:.2f} MB")
 
 served = GenAIModel(multi_out, threads=n_threads)
@@ -471,6 +472,6 @@ summary = {
         "olive_samples": olive.packed_samples(cfg.max_steps, cfg.batch_size, lora_log[-1]["epoch"]),
     "seconds": round(time.perf_counter() - t_start, 1),
 }
-params = {**cfg.to_dict(), "qlora_steps": qlora_steps, "course_steps": course_steps, "max_seq_len": max_seq_len, "n_test": n_test,
-          "threads": n_threads, "olive": versions.get("olive-ai")}
+params = {**cfg.to_dict(), "qlora_steps": qlora_steps, "course_steps": course_steps, "max_seq_len": max_seq_len,
+          "n_test": n_test, "threads": n_threads, "olive": versions.get("olive-ai")}
 print(runs.write_metrics(run_dir, summary, params=params, notebook="09_olive"))

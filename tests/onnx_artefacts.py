@@ -174,7 +174,7 @@ def optimum_export(base: str, root: str) -> Path:
 
 
 def visible(text: str) -> str:
-    """Text without U+FFFD, whitespace and control characters. Random adapters emit broken UTF-8 byte tokens, some carrying
-    a leading space: transformers shows them as U+FFFD, og's stream decoder drops the whole token, space
+    """Text without U+FFFD, whitespace and control characters. Random adapters emit broken UTF-8 byte tokens, some
+    carrying a leading space: transformers shows them as U+FFFD, og's stream decoder drops the whole token, space
     included. Token-level parity is checked exactly elsewhere; text is compared on what is visible."""
     return "".join(ch for ch in text if ch.isprintable() and not ch.isspace() and ch != "\ufffd")

@@ -122,7 +122,8 @@ def test_no_private_names_across_modules(mod):
 
 
 def test_lazy_modules_exist():
-    assert set(LAZY_MODULES) <= set(MODULES), f"LAZY_MODULES names modules that are gone: {set(LAZY_MODULES) - set(MODULES)}"
+    assert set(LAZY_MODULES) <= set(MODULES), (
+        f"LAZY_MODULES names modules that are gone: {set(LAZY_MODULES) - set(MODULES)}")
 
 
 @pytest.mark.parametrize("mod", sorted(set(MODULES) - set(LAZY_MODULES)))

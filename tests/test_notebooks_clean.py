@@ -45,10 +45,13 @@ def test_no_outputs_committed(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_exactly_one_parameters_cell(path):
-    tagged = [i for i, cell in enumerate(_load(path)["cells"]) if "parameters" in cell.get("metadata", {}).get("tags", [])]
-    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters' (cells {tagged}); papermill needs exactly one"
+    tagged = [i for i, cell in enumerate(_load(path)["cells"])
+              if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, (
+        f"{path.name}: {len(tagged)} cells tagged 'parameters' (cells {tagged}); papermill needs exactly one")
     cell = _load(path)["cells"][tagged[0]]
-    assert cell["cell_type"] == "code" and "output_dir" in _source(cell), f"{path.name}: the parameters cell must define output_dir"
+    assert cell["cell_type"] == "code" and "output_dir" in _source(cell), (
+        f"{path.name}: the parameters cell must define output_dir")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -81,7 +84,8 @@ def test_papermill_sees_every_parameter(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_matches_its_source(path):
-    """notebooks/NN_x.ipynb is written from notebooks/NN_x.py (tools/sync_notebooks.py): edit the source, then regenerate."""
+    """notebooks/NN_x.ipynb is written from notebooks/NN_x.py (tools/sync_notebooks.py): edit the source, then
+    regenerate."""
     import jupytext
 
     src = path.with_suffix(".py")
@@ -95,7 +99,8 @@ def test_matches_its_source(path):
 
 def test_every_notebook_has_a_source_and_every_source_a_notebook():
     notebooks, sources = {p.stem for p in NOTEBOOKS}, {p.stem for p in SOURCES}
-    assert not notebooks - sources, f"no notebooks/NN_x.py source for {sorted(notebooks - sources)}: write it (py:percent)"
+    assert not notebooks - sources, (
+        f"no notebooks/NN_x.py source for {sorted(notebooks - sources)}: write it (py:percent)")
     assert not sources - notebooks, f"no .ipynb for the sources {sorted(sources - notebooks)}: run `make notebooks`"
 
 
@@ -105,7 +110,8 @@ def test_source_is_py_percent(src):
     from jupytext.formats import guess_format
 
     text = src.read_text(encoding="utf-8")
-    assert guess_format(text, ".py")[0] == "percent", f"{src.name}: not a jupytext py:percent script (cells start with '# %%')"
+    assert guess_format(text, ".py")[0] == "percent", (
+        f"{src.name}: not a jupytext py:percent script (cells start with '# %%')")
     nb = jupytext.reads(text, fmt="py:percent")
     tagged = [i for i, (_, _, tags) in enumerate(_cells(nb)) if "parameters" in tags]
     assert tagged, f'{src.name}: no cell marked `# %% tags=["parameters"]` (papermill needs one)'

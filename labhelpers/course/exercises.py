@@ -74,7 +74,8 @@ def check_weight_memory(answer_mb, n_params: int, bytes_per_param: int = 4) -> F
     if answer_mb is None:
         return Feedback(None, "replace None with your number of MB, then run the cell again.")
     if isinstance(answer_mb, bool) or not isinstance(answer_mb, (int, float)):
-        return Feedback(False, f"answer_mb should be a number of megabytes, got {type(answer_mb).__name__} {answer_mb!r}.")
+        return Feedback(False, "answer_mb should be a number of megabytes, got "
+                               f"{type(answer_mb).__name__} {answer_mb!r}.")
     n_bytes = n_params * bytes_per_param
     truth = n_bytes / 1e6
 
@@ -82,14 +83,16 @@ def check_weight_memory(answer_mb, n_params: int, bytes_per_param: int = 4) -> F
         return abs(answer_mb - value) <= 0.01 * abs(value)
 
     if near(truth):
-        return Feedback(True, f"{n_params:,} parameters x {bytes_per_param} bytes = {n_bytes:,} bytes = {truth:.2f} MB.")
+        return Feedback(True, f"{n_params:,} parameters x {bytes_per_param} bytes = {n_bytes:,} bytes "
+                              f"= {truth:.2f} MB.")
     if near(n_bytes / 2**20):
         return Feedback(True, f"{answer_mb:.2f} MiB (2^20 bytes), which is {truth:.2f} MB (10^6 bytes); "
                               "both units are common, so say which one you mean.")
     if near(n_params / 1e6) or near(n_params / 2**20):
         hint = f"that is the parameter count in millions; each fp32 parameter takes {bytes_per_param} bytes."
     elif near(n_params * 8 * bytes_per_param / 1e6):
-        hint = f"that counts bits; memory is in bytes ({bytes_per_param} bytes = {8 * bytes_per_param} bits per parameter)."
+        hint = (f"that counts bits; memory is in bytes ({bytes_per_param} bytes = {8 * bytes_per_param} bits "
+                "per parameter).")
     elif bytes_per_param == 4 and (near(n_params * 2 / 1e6) or near(n_params * 2 / 2**20)):
         hint = "that is the size in bf16/fp16 (2 bytes per parameter); fp32 takes 4."
     elif near(n_bytes):
@@ -168,7 +171,8 @@ def check_error_lines(answer, report) -> Feedback:
     truth = sorted({i.line for i in report.errors if i.line is not None})
     got = sorted(set(answer))
     if got == truth:
-        return Feedback(True, f"lines {truth}: these stop training; duplicates and long rows are warnings you decide on.")
+        return Feedback(True, f"lines {truth}: these stop training; duplicates and long rows are warnings "
+                              "you decide on.")
     warn_lines = {i.line for i in report.warnings}
     extra, missing = sorted(set(got) - set(truth)), sorted(set(truth) - set(got))
     if extra and set(extra) <= warn_lines:
@@ -191,8 +195,8 @@ def check_best_step(answer, log_history: list[dict]) -> Feedback:
         return Feedback(False, "this run logged no validation loss; train with eval_strategy='steps'.")
     best_loss, best = min(evals)
     if answer == best:
-        return Feedback(True, f"step {best} (validation loss {best_loss:.4f}): the lowest, so its checkpoint was loaded "
-                              "at the end, whatever the last step was.")
+        return Feedback(True, f"step {best} (validation loss {best_loss:.4f}): the lowest, so its checkpoint was "
+                              "loaded at the end, whatever the last step was.")
     last = max(h["step"] for h in log_history if "step" in h)
     if answer == last:
         hint = "that is the last step; load_best_model_at_end picks the lowest *validation* loss, not the latest."
@@ -215,7 +219,8 @@ def check_lora_inputs(answer, lora_inputs) -> Feedback:
     if isinstance(answer, bool) or not isinstance(answer, int):
         return Feedback(False, f"answer should be a whole number of graph inputs, got {answer!r}.")
     names = list(lora_inputs)
-    parts = [m.groups() for m in (re.search(r"layers\.(\d+)\.(?:[^.]+\.)*?([^.]+)\.lora_[AB]\.", n) for n in names) if m]
+    parts = [m.groups() for m in (re.search(r"layers\.(\d+)\.(?:[^.]+\.)*?([^.]+)\.lora_[AB]\.", n) for n in names)
+             if m]
     truth = len(names)
     layers = len({layer for layer, _ in parts}) or 1
     projections = sorted({proj for _, proj in parts})
@@ -232,7 +237,8 @@ def check_lora_inputs(answer, lora_inputs) -> Feedback:
                                                                         layers * len(attention)):
         hint = "all-linear adapts the MLP's projections (gate_proj, up_proj, down_proj) too, not only attention."
     elif answer == 2 * truth:
-        hint = "the adapters share the same inputs (one is active at a time): count the graph's inputs, not per adapter."
+        hint = ("the adapters share the same inputs (one is active at a time): count the graph's inputs, "
+                "not per adapter.")
     else:
         hint = "count layers x adapted projections per layer x 2 matrices (lora_A, lora_B)."
     return Feedback(False, hint)
@@ -284,7 +290,8 @@ def check_adapters_per_copy(answer, preset: str = "llama-3.2-1b", r: int = 8) ->
     if abs(answer - truth / 2) <= 0.05 * truth / 2:
         hint = f"that is the figure for rank {2 * r}; the adapter here has rank {r}."
     elif abs(answer - 1 / truth) <= 0.05 / truth:
-        hint = "that is adapter / model; the question asks how many adapters fit in one model's bytes (model / adapter)."
+        hint = ("that is adapter / model; the question asks how many adapters fit in one model's bytes "
+                "(model / adapter).")
     else:
         hint = ("divide the model's parameters (memory.shape_of(preset)['n_params']) by one adapter's "
                 "(memory.lora_trainable_params(shape, r)).")

@@ -56,7 +56,8 @@ class Result:
     seconds: float = 0.0
 
 
-def library_versions(libraries=LIBRARIES, import_module=importlib.import_module, version=metadata.version) -> list[dict]:
+def library_versions(libraries=LIBRARIES, import_module=importlib.import_module,
+                     version=metadata.version) -> list[dict]:
     """One row per library: its version, or ``MISSING (<error>)`` when importing it fails.
 
     Importing, not just reading metadata: a broken install (a missing native library) fails here.
@@ -174,7 +175,8 @@ def _labextension_installed(name: str = "@jupyter-widgets/jupyterlab-manager") -
     return any((Path(p) / name / "package.json").is_file() for p in jupyter_path("labextensions"))
 
 
-def check_widgets(version=metadata.version, requires=metadata.requires, labextension_installed=_labextension_installed) -> Result:
+def check_widgets(version=metadata.version, requires=metadata.requires,
+                  labextension_installed=_labextension_installed) -> Result:
     fix = "pip install -c constraints.txt ipywidgets jupyterlab_widgets (in .venv), or: " + REINSTALL
     try:
         ipyw, labw = version("ipywidgets"), version("jupyterlab_widgets")
@@ -204,7 +206,8 @@ def check_model(path: Path | str = BASE_MODEL_DIR) -> Result:
         return Result("model", FAIL, f"embedded model {path}: missing {', '.join(missing)}",
                       "restore it: git checkout -- data/tiny-llama-base (it is committed), or rebuild: make base-model")
     size_mb = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
-    return Result("model", PASS, f"embedded model {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
+    return Result("model", PASS,
+                  f"embedded model {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"
                   f" ({size_mb:.0f} MB)")
 
 
@@ -236,8 +239,27 @@ def check_torch(op=_torch_op, limit_s: float = TORCH_SECONDS) -> Result:
     return Result("torch", PASS, f"{note}: matmul + backward correct in {seconds * 1000:.0f} ms")
 
 
+def _busy() -> list[dict]:
+    from labhelpers.memory.hardware import busy_processes
+
+    return busy_processes()
+
+
+def check_idle(busy=_busy) -> Result:
+    """No other heavy process shares the cores: a second one makes every training run several times slower."""
+    from labhelpers.memory.hardware import busy_warning
+
+    found = busy()
+    warning = busy_warning(found)
+    if warning:
+        return Result("idle", WARN, warning.split(". ")[0],
+                      "wait for those processes or stop them before the training notebooks (and before timing "
+                      "anything)")
+    return Result("idle", PASS, "no other process is using the CPU")
+
+
 CHECKS = (check_python, check_disk, check_memory, check_packages, check_qlora, check_kernel, check_widgets,
-          check_model, check_torch)
+          check_model, check_torch, check_idle)
 
 
 def run_checks(checks=CHECKS) -> list[Result]:
@@ -249,7 +271,8 @@ def run_checks(checks=CHECKS) -> list[Result]:
         try:
             result = check()
         except Exception as err:
-            result = Result(name, FAIL, f"the check itself failed: {type(err).__name__}: {err}", f"reinstall: {REINSTALL}")
+            result = Result(name, FAIL, f"the check itself failed: {type(err).__name__}: {err}",
+                            f"reinstall: {REINSTALL}")
         result.seconds = round(time.perf_counter() - start, 2)
         results.append(result)
     return results

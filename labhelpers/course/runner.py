@@ -20,6 +20,7 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 from labhelpers.course.notebooks import execute
 from labhelpers.errors import ConfigError, LabError
+from labhelpers.memory.hardware import busy_processes, busy_warning
 from labhelpers.paths import NOTEBOOKS_DIR
 from labhelpers.runs import METRICS_FILE, new_run_dir, prepare_output_dir, read_metrics, runs_dir
 
@@ -39,7 +40,8 @@ def find_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR, selected: list[str] | No
     unknown = [s for s in selected if not any(s in k for k in keys.values())]
     if unknown:
         available = ", ".join(p.stem for p in found)
-        raise ConfigError(f"--notebooks {' '.join(unknown)}: no such notebook in {notebooks_dir} (available: {available})")
+        raise ConfigError(f"--notebooks {' '.join(unknown)}: no such notebook in {notebooks_dir} "
+                          f"(available: {available})")
     return [p for p in found if keys[p] & set(selected)]
 
 
@@ -112,7 +114,8 @@ def run_notebooks(
         except LabError as err:  # a corrupt metrics.json fails this notebook, not the whole course
             metrics, status, error = {}, "failed", str(err).splitlines()[0]
         if status == "ok" and not (out_dir / METRICS_FILE).is_file():
-            status, error = "failed", f"finished but wrote no {out_dir / METRICS_FILE} (its last cell must call write_metrics)"
+            status, error = "failed", (f"finished but wrote no {out_dir / METRICS_FILE} "
+                                       "(its last cell must call write_metrics)")
         log(f"    {status} in {seconds:.1f} s" + (f": {error}" if error else ""))
         results.append({"notebook": nb.stem, "status": status, "seconds": seconds, "error": error, **metrics})
     return results
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parameters = {}
         for name, value in args.parameter:
             if name == "output_dir":
-                raise ConfigError("-p output_dir: the course sets output_dir per notebook; use --out for the run folder")
+                raise ConfigError("-p output_dir: the course sets output_dir per notebook; "
+                                  "use --out for the run folder")
             parameters[name] = parse_value(value)
         notebooks = find_notebooks(args.notebooks_dir, args.notebooks)
         python = kernel_executable(args.kernel)
@@ -176,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if Path(python).resolve() != Path(sys.executable).resolve():
         print(f"warning: kernel {args.kernel!r} runs {python}, not this Python ({sys.executable})", file=sys.stderr)
+    busy = busy_warning(busy_processes())
+    if busy:  # said before a long run, not discovered from its times afterwards
+        print(f"warning: {busy}", file=sys.stderr)
     print(f"Run folder: {run_dir}  (kernel {args.kernel}: {python}; runs root {runs_dir()})")
     results = run_notebooks(notebooks, run_dir, parameters, args.kernel, args.timeout)
     summary_path = run_dir / "summary.csv"

@@ -170,7 +170,8 @@ def template_html(result: dict) -> str:
     """The playground's output: the training text, then every token marked trained (green) or masked."""
 
     chips = "".join(
-        f"<span class='lab-token lab-token-{'trained' if on else 'masked'}' title='{'trained' if on else 'masked (-100)'}'"
+        f"<span class='lab-token lab-token-{'trained' if on else 'masked'}'"
+        f" title='{'trained' if on else 'masked (-100)'}'"
         f" style='display:inline-block;margin:1px;padding:0 3px;border-radius:3px;font-family:monospace;"
         f"background:{'#c8efc8' if on else '#e4e4e4'};color:{'#063' if on else '#666'}'>{html.escape(tok)}</span>"
         for tok, on in result["tokens"])

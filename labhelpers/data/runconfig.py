@@ -109,7 +109,8 @@ def _fill(values, spec: dict, path: str, source: str) -> dict:
         if isinstance(value, bool) and bool not in types:
             raise ConfigError(f"{source}: {kpath} is true/false, expected {_tnames(types)}")
         if not isinstance(value, types):
-            hint = " (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)" if isinstance(value, str) and float in types else ""
+            hint = (" (YAML reads 1e-3 as a string: write 1.0e-3 or 0.001)"
+                    if isinstance(value, str) and float in types else "")
             raise ConfigError(f"{source}: {kpath} is {type(value).__name__} {value!r}, expected {_tnames(types)}{hint}")
         out[key] = value
     return out
@@ -179,13 +180,15 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
                               f"(have: {', '.join(data)})")
     targets = lora["target_modules"]
     if isinstance(targets, str) and targets != "all-linear":
-        raise ConfigError(f"{source}: passes.{pname}.target_modules must be 'all-linear' or a list like [q_proj, v_proj]")
+        raise ConfigError(f"{source}: passes.{pname}.target_modules must be 'all-linear' "
+                          "or a list like [q_proj, v_proj]")
     _positive(source, f"passes.{pname}.r", lora["r"])
     _positive(source, f"passes.{pname}.alpha", lora["alpha"])
     if not 0 <= lora["lora_dropout"] < 1:
         raise ConfigError(f"{source}: passes.{pname}.lora_dropout={lora['lora_dropout']} must be in [0, 1)")
     ta = lora.pop("training_args")
-    for key in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+    for key in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps",
+                "save_steps"):
         _positive(source, f"passes.{pname}.training_args.{key}", ta[key])
     if not 0 < ta["learning_rate"] < 1:
         raise ConfigError(f"{source}: passes.{pname}.training_args.learning_rate={ta['learning_rate']} must be in "
@@ -217,7 +220,8 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
         return out
 
     train_files = files(train, data[lora["train_data_config"]][0])
-    eval_files = files(data[lora["eval_data_config"]][1], data[lora["eval_data_config"]][0]) if lora["eval_data_config"] else None
+    eval_files = (files(data[lora["eval_data_config"]][1], data[lora["eval_data_config"]][0])
+                  if lora["eval_data_config"] else None)
     try:
         model_path = resolve_model(cfg["input_model"]["model_path"])
     except Exception as err:

@@ -51,8 +51,9 @@ CLASS_FRAMES = ["The {job} at {place} was {cue} {time}.", "{name} felt {cue} nea
 def _classification(rng):
     tone = rng.choice(TONES)
     time = rng.choice(TIMES)
-    text = rng.choice(CLASS_FRAMES).format(job=rng.choice(JOBS), place=rng.choice(PLACES), cue=rng.choice(TONE_CUES[tone]),
-                                           time=time, time_cap=time[0].upper() + time[1:], name=rng.choice(NAMES),
+    text = rng.choice(CLASS_FRAMES).format(job=rng.choice(JOBS), place=rng.choice(PLACES),
+                                           cue=rng.choice(TONE_CUES[tone]), time=time,
+                                           time_cap=time[0].upper() + time[1:], name=rng.choice(NAMES),
                                            animal=rng.choice(ANIMALS))
     return {"text": text[0].upper() + text[1:], "label": tone}
 

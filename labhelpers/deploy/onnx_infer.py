@@ -147,7 +147,8 @@ def load_optimum(onnx_dir: str | Path, threads: int | None = None):
     """An ``ORTModelForCausalLM`` from an ``export_optimum``/``quantize_int8`` folder."""
     folder = Path(onnx_dir).expanduser()
     if not folder.is_dir():
-        raise ModelError(f"ONNX folder {folder} does not exist; export one with labhelpers.deploy.export.export_optimum")
+        raise ModelError(f"ONNX folder {folder} does not exist; "
+                         "export one with labhelpers.deploy.export.export_optimum")
     onnx_files = sorted(p.name for p in folder.glob("*.onnx"))
     if not onnx_files or not (folder / "config.json").is_file():
         raise ModelError(f"{folder} needs one .onnx file and config.json (found {onnx_files or 'no .onnx'}); "

@@ -1,1 +1,2 @@
-"""Evaluation: metrics, text metrics, perplexity, batched generation, comparing models, plots, diagnosing poor results."""
+"""Evaluation: metrics, text metrics, perplexity, batched generation, comparing models, plots, diagnosing poor
+results."""

@@ -18,7 +18,7 @@ def parse_label(answer: str, labels: list[str] | tuple[str, ...]) -> str:
     Anything else is ``UNPARSEABLE`` and is counted as wrong, never guessed.
     """
     words = re.findall(r"[a-z]+", answer.lower())
-    wanted = {l.lower(): l for l in labels}
+    wanted = {label.lower(): label for label in labels}
     return wanted.get(words[0], UNPARSEABLE) if words else UNPARSEABLE
 
 
@@ -34,7 +34,7 @@ def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "unparseable": sum(p == UNPARSEABLE for p in y_pred) / len(y_pred),
     }
-    out.update({f"f1_{l}": float(f) for l, f in zip(labels, per_class)})
+    out.update({f"f1_{label}": float(f) for label, f in zip(labels, per_class)})
     return out
 
 

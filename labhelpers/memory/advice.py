@@ -146,7 +146,8 @@ def advice(machine: dict | None = None, table=None):
                 if batch is not None:
                     row["nb02_minutes"] = round(nb02_minutes(sps, seq, cores_m, m["cores"], batch), 1)
                 row["time_basis"] = (f"{sps:.2f} s/step at 1 x {seq} tokens on {cores_m} cores x {NB02_STEPS} steps x "
-                                     f"batch {batch or NB02_BATCH} x {cores_m}/{min(m['cores'], MAX_SCALED_CORES)} cores"
+                                     f"batch {batch or NB02_BATCH} x "
+                                     f"{cores_m}/{min(m['cores'], MAX_SCALED_CORES)} cores"
                                      + ("; fp32 timing (bf16 not measured)" if m["precision"] == "bf16" else ""))
             if method == "full":
                 row["to_run_it"] = "notebook 02 trains adapters only (lora/qlora); full: notebook 01, tiny model"

@@ -195,7 +195,8 @@ MIN_PARAMS_B, MAX_PARAMS_B = 0.1, 70.0
 
 
 def shape_for_params(params_b: float, vocab_size: int = DEFAULT_VOCAB) -> dict:
-    """A Llama-like shape for a free size in billions of parameters (what ``labhelpers.models.shapes.shape_of`` returns).
+    """A Llama-like shape for a free size in billions of parameters (what ``labhelpers.models.shapes.shape_of``
+    returns).
 
     A decoder layer with a SwiGLU MLP of width 8/3 h holds 4h^2 (attention) + 8h^2 (MLP) = 12 h^2
     parameters; with hidden ~ 128 x layers, 12 h^3 / 128 + 2 x vocab x h (untied embeddings) = n_params.

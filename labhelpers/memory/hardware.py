@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from pathlib import Path
 
 import psutil
@@ -141,3 +142,42 @@ def available_memory_gib() -> tuple[float, str]:
     except Exception:  # broken CUDA: the RAM figure still helps
         pass
     return psutil.virtual_memory().available / GIB, "available RAM"
+
+
+#: A process using this much of one core or more is "heavy": on 2 cores a second one slows torch several-fold.
+BUSY_PERCENT = 50.0
+
+
+def busy_processes(sample_s: float = 0.5, min_percent: float = BUSY_PERCENT) -> list[dict]:
+    """Other processes using at least ``min_percent`` % of a core over ``sample_s`` seconds, busiest first:
+    ``[{"pid", "name", "cpu_percent"}]``. This process and its children (a notebook's kernel) are not counted."""
+    mine = {os.getpid()} | {c.pid for c in psutil.Process().children(recursive=True)}
+    watched = []
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.pid in mine:
+            continue
+        try:
+            proc.cpu_percent(None)  # the first call starts the measurement window
+            watched.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    time.sleep(sample_s)
+    busy = []
+    for proc in watched:
+        try:
+            pct = proc.cpu_percent(None)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if pct >= min_percent:
+            busy.append({"pid": proc.pid, "name": proc.info["name"], "cpu_percent": round(pct)})
+    return sorted(busy, key=lambda b: -b["cpu_percent"])
+
+
+def busy_warning(busy: list[dict], cores: int | None = None) -> str | None:
+    """One line saying the machine is already busy (and with what), or None when it is idle."""
+    if not busy:
+        return None
+    cores = cores or os.cpu_count() or 1
+    who = ", ".join(f"{b['name']} (pid {b['pid']}, {b['cpu_percent']} %)" for b in busy[:3])
+    return (f"this machine is already busy: {who} on {cores} core(s). Training and timings will be several times "
+            "slower (one heavy process beside a 2-core run slowed a LoRA step about 10x); wait for it or stop it")

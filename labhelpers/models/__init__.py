@@ -1,1 +1,2 @@
-"""Models: the presets (real hub models and the embedded tiny Llama), their architectures, and how the tiny one is built."""
+"""Models: the presets (real hub models and the embedded tiny Llama), their architectures, and how the tiny one is
+built."""

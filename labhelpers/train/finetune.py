@@ -69,7 +69,8 @@ from labhelpers.paths import runs_dir
 from labhelpers.runs import new_run_dir, write_metrics
 
 
-def answers(model, tokenizer, template: str, rows: list[dict], max_new_tokens: int = 24, batch_size: int = 32) -> list[str]:
+def answers(model, tokenizer, template: str, rows: list[dict], max_new_tokens: int = 24,
+            batch_size: int = 32) -> list[str]:
     """Greedy answers to rows' prompts under ``template``."""
 
     prompts = [texts(template, tokenizer, r)[0] for r in rows]
@@ -130,7 +131,8 @@ def _launch_state():
     did not ask for CPU; each process then uses OMP_NUM_THREADS threads."""
 
     world = get_int_from_env(["WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"], 1)
-    use_cpu = world <= 1 or not torch.cuda.is_available() or bool(str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "false")))
+    use_cpu = (world <= 1 or not torch.cuda.is_available()
+               or bool(str_to_bool(os.environ.get("ACCELERATE_USE_CPU", "false"))))
     if world > 1:
         if str_to_bool(os.environ.get("ACCELERATE_USE_FSDP", "false")):
             raise ConfigError("labhelpers finetune does not run under FSDP: it shards the weights the main process "

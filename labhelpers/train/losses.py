@@ -361,7 +361,7 @@ class WeightedLossTrainer(Trainer):
 def tokenize_with_class(task, rows: list[dict], labels=TONES):
     """A ``datasets.Dataset`` of ``task.encode(row)`` (input_ids, attention_mask, labels) plus ``class_index``."""
 
-    index = {l: i for i, l in enumerate(labels)}
+    index = {label: i for i, label in enumerate(labels)}
     return datasets.Dataset.from_list([{**task.encode(r), "class_index": index[r["tone"]]} for r in rows])
 
 
@@ -405,7 +405,7 @@ def class_report(y_true: list[str], y_pred: list[str], labels=TONES, minority: s
 
     out = classification_scores(y_true, y_pred, labels)
     recalls = recall_score(y_true, y_pred, labels=list(labels), average=None, zero_division=0)
-    out.update({f"recall_{l}": float(v) for l, v in zip(labels, recalls)})
+    out.update({f"recall_{label}": float(v) for label, v in zip(labels, recalls)})
     if minority is not None:
         out["minority_recall"] = out[f"recall_{minority}"]
         out["minority_f1"] = out[f"f1_{minority}"]

@@ -196,7 +196,8 @@ class Page:
         self.page.goto(lab.url(f"lab/workspaces/{workspace}/tree/{rel}"), timeout=120_000)
         self.panel = self.page.locator(".jp-NotebookPanel:visible")
         # The venv's python3 kernel (the notebooks' kernelspec) started, connected and idle.
-        expect(self.panel.locator(".jp-Toolbar-kernelName")).to_have_text(re.compile(r"Python 3"), timeout=CELL_TIMEOUT_MS)
+        expect(self.panel.locator(".jp-Toolbar-kernelName")).to_have_text(
+            re.compile(r"Python 3"), timeout=CELL_TIMEOUT_MS)
         self.panel.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=CELL_TIMEOUT_MS)
         self.cells = json.loads(notebook.read_text())["cells"]
         self.cell_nodes = self.panel.locator(".jp-Notebook .jp-Cell")
@@ -278,7 +279,8 @@ class Page:
 
 def _control(box, kind: str, label: str):
     page = box.page
-    return box.locator(f".widget-{kind}", has=page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(label)}$")))
+    return box.locator(f".widget-{kind}",
+                       has=page.locator("label.widget-label", has_text=re.compile(f"^{re.escape(label)}$")))
 
 
 def _publish(shots: list[Path]) -> None:
@@ -301,7 +303,8 @@ def test_memory_calculator_in_jupyterlab(lab, browser):
     nb = Page(browser, lab, OPENED[0], "browser-test-01")
     try:
         first = nb.index(lambda s: s.startswith("# Parameters"))
-        setup = nb.index(lambda s: "from labhelpers import" in s and "widgets" in s and "AutoTokenizer.from_pretrained" in s)
+        setup = nb.index(lambda s: "from labhelpers import" in s and "widgets" in s
+                         and "AutoTokenizer.from_pretrained" in s)
         target = nb.index(lambda s: s.strip().startswith("widgets.memory_calculator("))
         for i in range(first, setup + 1):
             if nb.cells[i]["cell_type"] == "code":

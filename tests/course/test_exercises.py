@@ -150,7 +150,9 @@ def test_check_largest_batch_solution_and_hints():
 
     kw = dict(model="llama-3.2-1b", method="lora", seq_len=512, memory_gib=16)
     truth = 2  # solutions/07_troubleshooting.md
-    plan = lambda b: plan_training("llama-3.2-1b", "lora", batch_size=b, seq_len=512, machine={"memory_gib": 16})
+    def plan(b):
+        return plan_training("llama-3.2-1b", "lora", batch_size=b, seq_len=512, machine={"memory_gib": 16})
+
     assert plan(truth).fits and not plan(truth + 1).fits
     assert check_largest_batch(None, **kw).ok is None
     right = check_largest_batch(truth, **kw)

@@ -178,3 +178,9 @@ def test_a_crashing_check_is_a_failure_not_a_traceback(capsys):
     assert report["ok"] is False
     assert [(c["name"], c["status"]) for c in report["checks"]] == [("ok", PASS), ("crash", FAIL)]
     assert "RuntimeError: boom" in report["checks"][1]["detail"] and report["checks"][1]["fix"]
+
+
+def test_idle_check_warns_on_a_busy_machine_and_passes_an_idle_one():
+    busy = preflight.check_idle(busy=lambda: [{"pid": 4242, "name": "python", "cpu_percent": 198}])
+    assert busy.status == WARN and "pid 4242" in busy.detail and "198 %" in busy.detail and busy.fix
+    assert preflight.check_idle(busy=lambda: []).status == PASS

@@ -96,4 +96,5 @@ def test_round_trip_through_dump(tmp_path):
     values = _base()
     values["data_configs"][0]["load_dataset_config"]["data_files"] = str(REPO_ROOT / "data" / "qa" / "train.jsonl")
     path = runconfig.dump_config(copy.deepcopy(values), tmp_path / "rt.yaml")
-    assert runconfig.load_config(path).text_template == values["data_configs"][0]["pre_process_data_config"]["text_template"]
+    assert (runconfig.load_config(path).text_template
+            == values["data_configs"][0]["pre_process_data_config"]["text_template"])

@@ -12,7 +12,8 @@ from labhelpers.models import corpus
 
 @pytest.mark.parametrize("task", sorted(dt.TASKS))
 def test_deterministic_distinct_and_well_formed(task):
-    a, b, c = dt.generate_task(task, 120, seed=1), dt.generate_task(task, 120, seed=1), dt.generate_task(task, 120, seed=2)
+    a, b, c = (dt.generate_task(task, 120, seed=1), dt.generate_task(task, 120, seed=1),
+               dt.generate_task(task, 120, seed=2))
     assert a == b and a != c
     key, out = dt.INPUT_FIELD[task], dt.OUTPUT_FIELD[task]
     assert len({r[key] for r in a}) == 120
@@ -21,7 +22,7 @@ def test_deterministic_distinct_and_well_formed(task):
 
 def test_splits_share_no_input(tmp_path):
     paths = dt.write_task("qa", tmp_path, {"train": 200, "test": 50}, seed=0)
-    rows = {s: [json.loads(l) for l in p.read_text().splitlines()] for s, p in paths.items()}
+    rows = {s: [json.loads(line) for line in p.read_text().splitlines()] for s, p in paths.items()}
     assert len(rows["train"]) == 200 and len(rows["test"]) == 50
     assert not {r["input"] for r in rows["train"]} & {r["input"] for r in rows["test"]}
 
@@ -48,7 +49,8 @@ def test_bad_arguments():
 def test_text_metrics():
     assert textmetrics.exact_match(["It means sad!", "no"], ["it means sad.", "yes"]) == 0.5
     fm = textmetrics.field_match(['{"name": "Anna", "tone": "sad"} tail', '{"name": "Ben", "tone": "joy"}', "nope"],
-                                 ['{"name": "Anna", "tone": "sad"}', '{"name": "Bo", "tone": "joy"}', {"name": "C", "tone": "fear"}])
+                                 ['{"name": "Anna", "tone": "sad"}', '{"name": "Bo", "tone": "joy"}',
+                                  {"name": "C", "tone": "fear"}])
     assert fm == {"field_accuracy": 3 / 6, "all_fields": 1 / 3, "valid_json": 2 / 3}
     r = textmetrics.rouge(["Anna felt sad at the park."], ["Anna felt sad at the park."])
     assert r["rougeL"] == pytest.approx(1.0)

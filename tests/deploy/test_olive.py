@@ -140,7 +140,8 @@ def test_arguments_must_be_a_list_and_an_output_must_be_promised(fake_olive, tmp
 def test_torch_seed_starts_olives_entry_point_with_torch_seeded(fake_olive, tmp_path):
     """With torch_seed the venv's python runs Olive's CLI after torch.manual_seed; the args pass unchanged."""
     fake_python = fake_olive.with_name("python")
-    fake_python.write_text(f"#!{sys.executable}\nimport json, sys\nopen(sys.argv[-1], 'w').write(json.dumps(sys.argv[1:]))\n")
+    fake_python.write_text(f"#!{sys.executable}\nimport json, sys\n"
+                           "open(sys.argv[-1], 'w').write(json.dumps(sys.argv[1:]))\n")
     fake_python.chmod(fake_python.stat().st_mode | stat.S_IXUSR)
     out = tmp_path / "argv.json"
     run = olive.run_olive(["finetune", "--text_template", "a {b}", str(out)], expect=[out], stream=False,

@@ -30,7 +30,7 @@ def test_stdin_lines_are_answered_and_use_switches_adapters(base, root):
     assert res.returncode == 0, res.stderr
     want = [expected(base, root, "A", 0), expected(base, root, "B", 0), expected(base, root, None, 1),
             expected(base, root, "A", 1)]
-    assert [art.visible(l) for l in res.stdout.split("\n")[:-1]] == want  # the first --adapter is the default
+    assert [art.visible(line) for line in res.stdout.split("\n")[:-1]] == want  # the first --adapter is the default
     assert "[using B]" in res.stderr and "[using base]" in res.stderr
 
 
@@ -39,7 +39,8 @@ def test_argv_prompts_with_use(base, root):
     res = serve("--model", art.genai_runtime(base, root), "--adapter", f"A={ads['A']}", "--adapter",
                 f"B={ads['B']}", "--use", "B", "--max-new-tokens", art.NEW_TOKENS, *art.PROMPTS)
     assert res.returncode == 0, res.stderr
-    assert [art.visible(l) for l in res.stdout.splitlines()] == [expected(base, root, "B", 0), expected(base, root, "B", 1)]
+    assert [art.visible(line) for line in res.stdout.splitlines()] == [expected(base, root, "B", 0),
+                                                                         expected(base, root, "B", 1)]
 
 
 @pytest.mark.parametrize("case", ["missing folder", "missing adapter", "foreign adapter", "bad spec", "unknown use"])

@@ -21,7 +21,9 @@ def test_compare_runs_each_model_once_and_tables_the_metrics():
 
 
 def test_largest_differences_ranks_by_absolute_gain():
-    same = lambda p, r: float(p == r)
+    def same(p, r):
+        return float(p == r)
+
     t = ev.largest_differences(["q1", "q2", "q3"], ["x", "y", "z"], ["x", "n", "n"], ["n", "y", "n"], same,
                                names=("base", "tuned"), n=2)
     assert list(t["input"]) == ["q1", "q2"] and list(t["gain"]) == [-1.0, 1.0]

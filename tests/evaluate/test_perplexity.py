@@ -1,4 +1,5 @@
-"""labhelpers.evaluate.perplexity: exp(mean NLL over exactly the scored tokens), checked against the model's own loss."""
+"""labhelpers.evaluate.perplexity: exp(mean NLL over exactly the scored tokens), checked against the model's own
+loss."""
 
 import math
 
@@ -25,7 +26,7 @@ def test_single_example_equals_exp_of_the_model_loss(tiny_model, tiny_tokenizer)
         loss = tiny_model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]])).loss
     got = perplexity(tiny_model, [ex], tiny_tokenizer)
     assert got["perplexity"] == pytest.approx(math.exp(float(loss)), rel=1e-5)
-    assert got["tokens"] == sum(l != -100 for l in ex["labels"][1:])
+    assert got["tokens"] == sum(label != -100 for label in ex["labels"][1:])
 
 
 def test_many_examples_weight_tokens_not_batches(tiny_model, tiny_tokenizer):
@@ -34,7 +35,7 @@ def test_many_examples_weight_tokens_not_batches(tiny_model, tiny_tokenizer):
     for ex in exs:  # independently: per-example mean loss times its token count
         with torch.no_grad():
             loss = tiny_model(input_ids=torch.tensor([ex["input_ids"]]), labels=torch.tensor([ex["labels"]])).loss
-        n = sum(l != -100 for l in ex["labels"][1:])
+        n = sum(label != -100 for label in ex["labels"][1:])
         total, count = total + float(loss) * n, count + n
     for bs in (1, 2, 3):  # padding and batch size must not change the result
         assert perplexity(tiny_model, exs, tiny_tokenizer, batch_size=bs)["perplexity"] == pytest.approx(

@@ -14,12 +14,12 @@ from labhelpers.models import shapes
 from labhelpers.models.shapes import shape_of
 
 # A shape unlike the one the activation constants were first worked out on (h 128/256, 4 heads).
-H, I, L, HEADS, VOCAB = 160, 448, 3, 5, 777
+H, INTER, L, HEADS, VOCAB = 160, 448, 3, 5, 777
 B, S = 3, 24
 
 
 def _model(dtype=torch.float32, kv_heads=HEADS):
-    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=H, intermediate_size=I, num_hidden_layers=L,
+    cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=H, intermediate_size=INTER, num_hidden_layers=L,
                       num_attention_heads=HEADS, num_key_value_heads=kv_heads, tie_word_embeddings=True)
     torch.manual_seed(0)
     return LlamaForCausalLM(cfg).to(dtype)
@@ -156,7 +156,7 @@ def test_activations_full_match_saved_tensors(dtype, precision):
     model = _model(dtype).train()
     measured = _saved_bytes(model)
     est = estimate_memory(10**6, "full", precision, seq_len=S, batch_size=B, n_layers=L, hidden_size=H,
-                          intermediate_size=I, vocab_size=VOCAB)
+                          intermediate_size=INTER, vocab_size=VOCAB)
     assert est["activations_gib"] * GIB == pytest.approx(measured, rel=0.05)
 
 
@@ -165,7 +165,7 @@ def test_activations_grouped_query_attention_is_bounded_by_mha():
     # estimate is an upper bound there, and a close one: k/v are a small part of what a layer keeps.
     gqa, mha = _saved_bytes(_model(kv_heads=1).train()), _saved_bytes(_model().train())
     est = estimate_memory(10**6, "full", seq_len=S, batch_size=B, n_layers=L, hidden_size=H,
-                          intermediate_size=I, vocab_size=VOCAB)["activations_gib"] * GIB
+                          intermediate_size=INTER, vocab_size=VOCAB)["activations_gib"] * GIB
     assert gqa < mha
     assert gqa < est < 1.15 * gqa
 
@@ -178,7 +178,7 @@ def test_activations_lora(dropout):
                                                 target_modules="all-linear", task_type="CAUSAL_LM")).train()
     measured = _saved_bytes(model)
     est = estimate_memory(10**6, "lora", seq_len=S, batch_size=B, n_layers=L, hidden_size=H,
-                          intermediate_size=I, vocab_size=VOCAB, lora_dropout=dropout)["activations_gib"] * GIB
+                          intermediate_size=INTER, vocab_size=VOCAB, lora_dropout=dropout)["activations_gib"] * GIB
     if dropout:
         assert est == pytest.approx(measured, rel=0.05)
     else:
@@ -190,7 +190,7 @@ def test_activations_gradient_checkpointing():
     model = _model().train()
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     measured = _saved_bytes(model)   # forward only: the layer inputs kept as checkpoints
-    kw = dict(intermediate_size=I, vocab_size=VOCAB)
+    kw = dict(intermediate_size=INTER, vocab_size=VOCAB)
     one_layer = (estimate.activation_bytes_per_token(2, H, **kw) - estimate.activation_bytes_per_token(1, H, **kw))
     est = estimate_memory(10**6, "full", seq_len=S, batch_size=B, n_layers=L, hidden_size=H,
                           gradient_checkpointing=True, **kw)["activations_gib"] * GIB
@@ -313,7 +313,8 @@ def test_tiny_shape_formula_counts_untied_gqa_models(tmp_path, monkeypatch):
 
 def test_method_ordering_on_a_real_preset():
     est = {m: estimate.estimate_for_preset("llama-3.2-1b", m, seq_len=256, batch_size=4) for m in MEMORY_METHODS}
-    assert est["inference"]["total_gib"] < est["qlora"]["total_gib"] < est["lora"]["total_gib"] < est["full"]["total_gib"]
+    assert (est["inference"]["total_gib"] < est["qlora"]["total_gib"] < est["lora"]["total_gib"]
+            < est["full"]["total_gib"])
     # Full fp32 AdamW: 16 bytes per parameter before activations.
     n = shape_of("llama-3.2-1b")["n_params"]
     assert (est["full"]["total_gib"] - est["full"]["activations_gib"]) * GIB == 16 * n

@@ -1,6 +1,7 @@
 """labhelpers.memory.hardware: device and dtype choice, with the hardware faked through monkeypatch."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -109,3 +110,27 @@ def test_format_report_explains_fp32(monkeypatch, cpu_only):
     assert text.startswith("Device: cpu (Test CPU)")
     assert "emulated" in text and "float32" in text
     assert "GPU memory" not in text
+
+
+def test_busy_processes_sees_a_spinning_process_and_not_this_one():
+    import signal
+    import subprocess
+    import sys
+
+    # Started through a shell that exits at once, so the spinner is not our child (children are not counted).
+    out = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    spin = int(out.stdout.strip())
+    try:
+        busy = hardware.busy_processes(sample_s=1.0)
+    finally:
+        os.kill(spin, signal.SIGKILL)
+    pids = [b["pid"] for b in busy]
+    assert spin in pids, busy
+    assert os.getpid() not in pids
+    line = hardware.busy_warning(busy, cores=2)
+    assert f"pid {spin}" in line and "slower" in line
+
+
+def test_busy_warning_is_none_when_idle():
+    assert hardware.busy_warning([]) is None

@@ -81,10 +81,11 @@ def test_two_processes_write_one_run_folder(two_runs):
     for name in ("adapter/adapter_model.safetensors", "report.json", "config.yaml"):
         assert (folder / name).is_file(), name
     out = two.stdout.splitlines()
-    assert sum(l.startswith("done in") for l in out) == 1  # evaluation + metrics.json: main process only
-    assert sum(l.startswith("run folder:") for l in out) == 1
-    assert "4 per device x 2 processes x 1 accumulation = 8 rows per step (MULTI_CPU on cpu, 1 thread(s) per process)" in two.stdout
-    assert {l for l in out if l.startswith("/")} == {str(folder)}  # every process returns the same folder
+    assert sum(line.startswith("done in") for line in out) == 1  # evaluation + metrics.json: main process only
+    assert sum(line.startswith("run folder:") for line in out) == 1
+    assert ("4 per device x 2 processes x 1 accumulation = 8 rows per step (MULTI_CPU on cpu, 1 thread(s) per process)"
+            in two.stdout)
+    assert {line for line in out if line.startswith("/")} == {str(folder)}  # every process returns the same folder
 
 
 def test_two_processes_match_one_process(two_runs):
@@ -103,7 +104,7 @@ def test_two_processes_refuse_an_existing_folder_together(two_runs):
     before = sorted(p.name for p in folder.iterdir())
     again = launch(accelerate_cmd(qa_config(tmp / "again.yaml", 4, output_dir=str(folder))), tmp / "runs2", tmp)
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
-    assert not any(l.startswith("step ") for l in again.stdout.splitlines())  # refused before training
+    assert not any(line.startswith("step ") for line in again.stdout.splitlines())  # refused before training
     assert sorted(p.name for p in folder.iterdir()) == before
 
 

@@ -1,4 +1,5 @@
-"""labhelpers.train.finetune + CLI: a config runs end to end into a run folder it never overwrites; --resume continues."""
+"""labhelpers.train.finetune + CLI: a config runs end to end into a run folder it never overwrites; --resume
+continues."""
 
 import json
 import os
@@ -22,7 +23,8 @@ def config_file(tmp_path, tiny_model_dir):
     def make(max_steps=4, save_steps=2, output="run", logging_steps=1, **lab):
         values = {
             "input_model": {"type": "HfModel", "model_path": str(tiny_model_dir)},
-            "data_configs": [{"name": "d", "load_dataset_config": {"data_name": "json", "data_files": "data/train.jsonl"},
+            "data_configs": [{"name": "d",
+                              "load_dataset_config": {"data_name": "json", "data_files": "data/train.jsonl"},
                               "pre_process_data_config": {"text_template": TEMPLATE, "max_seq_len": 48}}],
             "passes": {"lora": {"type": "LoRA", "train_data_config": "d", "r": 4, "alpha": 8,
                                 "training_args": {"max_steps": max_steps, "save_steps": save_steps,
@@ -42,7 +44,8 @@ def test_template_split_keeps_space_with_answer(tiny_tokenizer):
     prompt, full = templates.texts(TEMPLATE, tiny_tokenizer, {"input": "hi", "output": "yes"})
     assert prompt == "<s><|user|> hi</s><|assistant|>" and full == prompt + " yes"
     ex = templates.encode(TEMPLATE, tiny_tokenizer, {"input": "hi", "output": "yes"}, 48)
-    assert ex["input_ids"][-1] == tiny_tokenizer.eos_token_id and ex["input_ids"].count(tiny_tokenizer.eos_token_id) == 2
+    assert (ex["input_ids"][-1] == tiny_tokenizer.eos_token_id
+            and ex["input_ids"].count(tiny_tokenizer.eos_token_id) == 2)
     assert ex["labels"][: len(tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])] == [-100] * len(
         tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"])
     with pytest.raises(ConfigError, match="response field"):
@@ -61,7 +64,7 @@ def test_run_writes_adapter_and_metrics_then_refuses_to_overwrite(config_file, t
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["train_rows"] == 34 and metrics["validation_rows"] == 6
     assert 0 <= metrics["exact_match"] <= 1 and metrics["params"]["lora_r"] == 4
-    assert any(l.startswith("step 4/4") for l in logs)
+    assert any(line.startswith("step 4/4") for line in logs)
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(OverwriteError, match="refusing to overwrite"):
         finetune.run(path, log=None)

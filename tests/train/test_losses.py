@@ -129,7 +129,7 @@ def test_class_weights_inverse_frequency_with_mean_one_per_example():
     labels = ["a"] * 6 + ["b"] * 2
     w = losses.class_weights(labels)
     assert w == pytest.approx({"a": 8 / 12, "b": 2.0})
-    assert sum(w[l] for l in labels) / len(labels) == pytest.approx(1.0)
+    assert sum(w[label] for label in labels) / len(labels) == pytest.approx(1.0)
     assert losses.class_weights(["a", "b"]) == {"a": 1.0, "b": 1.0}
     assert losses.class_weights(labels, classes=("b", "a", "c")) == pytest.approx({"b": 2.0, "a": 8 / 12, "c": 0.0})
     with pytest.raises(ValueError, match="not in classes"):

@@ -66,7 +66,8 @@ def test_tensorboard_event_files_are_readable(tiny_model_dir, tiny_tokenizer, tr
         read_scalars(tmp_path / "nothing-here")
 
 
-def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(tiny_model_dir, tiny_tokenizer, train_set, tmp_path):
+def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(tiny_model_dir, tiny_tokenizer, train_set,
+                                                                     tmp_path):
     whole = _trainer(tiny_model_dir, tiny_tokenizer, train_set, tmp_path / "whole")
     whole.train()
     cut = _trainer(tiny_model_dir, tiny_tokenizer, train_set, tmp_path / "cut", [StopAtStep(3)])

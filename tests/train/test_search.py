@@ -1,4 +1,5 @@
-"""labhelpers.train.search: the course's YAML search space, optuna runs, pruning, failures, plots, the real objective."""
+"""labhelpers.train.search: the course's YAML search space, optuna runs, pruning, failures, plots, the real
+objective."""
 
 import math
 
@@ -38,10 +39,13 @@ def test_example_config_keeps_the_chapters_ranges():
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"parameters": {"lr": {"type": "float", "low": 1e-3, "high": 1e-3}}}, ["parameters.lr", "low=0.001 >= high", "smaller"]),
-    ({"parameters": {"lr": {"type": "float", "low": 0.0, "high": 1e-3, "log": True}}}, ["parameters.lr", "low > 0", "log: false"]),
+    ({"parameters": {"lr": {"type": "float", "low": 1e-3, "high": 1e-3}}},
+     ["parameters.lr", "low=0.001 >= high", "smaller"]),
+    ({"parameters": {"lr": {"type": "float", "low": 0.0, "high": 1e-3, "log": True}}},
+     ["parameters.lr", "low > 0", "log: false"]),
     ({"parameters": {"lora_r": {"type": "int", "low": 0, "high": 64, "log": True}}}, ["parameters.lora_r", "low > 0"]),
-    ({"parameters": {"lr": {"type": "uniform", "low": 0.0, "high": 1.0}}}, ["parameters.lr.type", "'uniform'", "categorical"]),
+    ({"parameters": {"lr": {"type": "uniform", "low": 0.0, "high": 1.0}}},
+     ["parameters.lr.type", "'uniform'", "categorical"]),
     ({"parameters": {"bs": {"type": "categorical", "choices": []}}}, ["parameters.bs.choices", "non-empty list"]),
     ({"parameters": {"bs": {"type": "categorical", "values": [8]}}}, ["parameters.bs", "'values'", "choices"]),
     ({"parameters": {"lr": {"type": "float", "low": 1e-6, "hgh": 1e-3}}}, ["parameters.lr", "'hgh'", "'high'"]),
