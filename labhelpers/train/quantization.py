@@ -80,3 +80,30 @@ def linear_weight_bytes(model) -> int:
         if scb is not None:  # Int8Params: one scale per row
             total += scb.numel() * scb.element_size()
     return total
+
+
+#: bitsandbytes' CPU kernel for AVX-512 BF16 / AMX repacks 4-bit weights in blocks of this many output rows.
+CPU_PACK_BLOCK = 32
+
+
+def keep_4bit_unpacked_on_cpu(model) -> int:
+    """Switch off bitsandbytes' AVX-512 BF16 repacking for 4-bit layers whose output size it cannot pack.
+
+    bitsandbytes 0.50 repacks a ``Linear4bit``'s weight for the AVX-512 BF16 / AMX kernel on its first
+    inference call on such a CPU; it needs ``out_features % 32 == 0`` ("N must be divisible by block_n"; the
+    embedded model's MLP is 688 wide) and whole quantization blocks per row (``in_features % blocksize == 0``;
+    down_proj reads 688).
+    Layers that do not qualify keep the portable kernel (same results).
+    Returns how many layers were switched; on CPUs without AVX-512 BF16 nothing changes.
+    """
+    from bitsandbytes.nn import Linear4bit
+
+    switched = 0
+    for module in model.modules():
+        state = getattr(module.weight, "quant_state", None) if isinstance(module, Linear4bit) else None
+        blocksize = state.blocksize if state is not None else 64
+        if isinstance(module, Linear4bit) and (module.out_features % CPU_PACK_BLOCK or module.in_features % blocksize):
+            if getattr(module, "support_avx512bf16_for_cpu", False):
+                switched += 1
+            module.support_avx512bf16_for_cpu = False
+    return switched
