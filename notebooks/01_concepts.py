@@ -232,7 +232,7 @@ if "qlora" in methods:
     quant_config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                       bnb_4bit_compute_dtype=dtype)   # fp32 here: no bf16 hardware on this CPU
     qbase = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant_config, dtype=dtype)
-    quantization.keep_4bit_unpacked_on_cpu(qbase)  # bitsandbytes 0.50 cannot repack its odd-sized layers for AVX-512 BF16 CPUs
+    quantization.keep_4bit_unpacked_on_cpu(qbase)  # odd-sized layers on AVX-512 BF16 CPUs
     # Casts the non-quantized parts (norms) to fp32 and lets gradients flow through the frozen 4-bit base.
     qbase = prepare_model_for_kbit_training(qbase, use_gradient_checkpointing=False)
     print(type(qbase.model.layers[0].self_attn.q_proj).__name__, "replaces nn.Linear in every decoder layer")

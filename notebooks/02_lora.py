@@ -166,7 +166,7 @@ def load_base(method):
                                    bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
         model = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant, dtype=dtype,
                                                      trust_remote_code=cfg.trust_remote_code)
-        quantization.keep_4bit_unpacked_on_cpu(model)  # bitsandbytes 0.50 cannot repack its odd-sized layers for AVX-512 BF16 CPUs
+        quantization.keep_4bit_unpacked_on_cpu(model)  # odd-sized layers on AVX-512 BF16 CPUs
         return model
     return AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype,
                                                 trust_remote_code=cfg.trust_remote_code).to(device)

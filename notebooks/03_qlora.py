@@ -142,7 +142,7 @@ def load_4bit():
                                bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
     model = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=quant, dtype=compute_dtype,
                                                  trust_remote_code=cfg.trust_remote_code)
-    quantization.keep_4bit_unpacked_on_cpu(model)  # bitsandbytes 0.50 cannot repack its odd-sized layers for AVX-512 BF16 CPUs
+    quantization.keep_4bit_unpacked_on_cpu(model)  # odd-sized layers on AVX-512 BF16 CPUs
     return model
 
 model_8bit = AutoModelForCausalLM.from_pretrained(cfg.model_path,

@@ -293,7 +293,7 @@ print(f"done in {qlora_run.seconds:.0f} s (training {qlora_log[-1]['train_runtim
 
 nf4 = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
 base_4bit = AutoModelForCausalLM.from_pretrained(cfg.model_path, quantization_config=nf4, dtype=torch.float32)
-quantization.keep_4bit_unpacked_on_cpu(base_4bit)  # bitsandbytes 0.50 cannot repack its odd-sized layers for AVX-512 BF16 CPUs
+quantization.keep_4bit_unpacked_on_cpu(base_4bit)  # odd-sized layers on AVX-512 BF16 CPUs
 qlora_model = PeftModel.from_pretrained(base_4bit, qlora_out / "adapter").eval()
 _, qlora_scores = task.evaluate(qlora_model)
 print(f"Olive QLoRA on the 4-bit base: accuracy {qlora_scores['accuracy']:.3f} after {qlora_steps} steps "

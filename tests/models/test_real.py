@@ -224,6 +224,30 @@ def test_int4_genai_starts_like_pytorch(genai, model, tok):
 
 # --- refusals and the staged swap (no conversion: the slow steps are stubbed) ---------------------
 
+def test_a_lora_step_changes_only_the_adapter(built, tok):
+    from peft import LoraConfig, get_peft_model
+
+    from labhelpers.data import templates
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(built, dtype=torch.float32)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                            task_type="CAUSAL_LM"))
+    prompt, full = templates.chat_texts(tok, "I was thrilled to hear the news.", "joy")
+    ex = templates.tokenize_example(tok, prompt, full, max_length=128)
+    batch = {k: torch.tensor([v]) for k, v in ex.items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(**batch).loss.backward()
+    opt.step()
+    after = model.base_model.model.state_dict()
+    base_keys = [k for k in after if "lora_" not in k]
+    changed_base = [k for k in base_keys if not torch.equal(after[k], before[k.replace(".base_layer", "")])]
+    lora_b = [v for k, v in after.items() if "lora_B" in k]
+    assert len(base_keys) == len(before) and not changed_base, changed_base[:3]
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: each one moved
+
+
 def test_refuses_a_foreign_folder(tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
