@@ -21,12 +21,12 @@ NB = Path(__file__).parent / "fixtures" / "batch" / "grid_nb.ipynb"
 IDS = ["grid_nb__a-1__b-3", "grid_nb__a-1__b-4", "grid_nb__a-2__b-3", "grid_nb__a-2__b-4"]
 
 
-@pytest.fixture(autouse=True)
-
 def row(run_id: str, first_cell: str, table: str) -> bool:
     """Whether the markdown table has a row ``| run_id | first_cell | ...`` (cells padded to column width)."""
     return re.search(rf"^\|\s*{re.escape(run_id)}\s*\|\s*{re.escape(first_cell)}\s*\|", table, re.M) is not None
 
+
+@pytest.fixture(autouse=True)
 def runs_root(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path / "runs"))  # a bug must not write into the repo's runs/
 
