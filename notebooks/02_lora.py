@@ -137,7 +137,11 @@ example = templates.tokenize_example(tokenizer, prompt_text, full_text)
 shown = templates.show_trained_tokens(tokenizer, example)
 display(pd.DataFrame(shown, columns=["token", "trained"]).T)
 trained = [t for t, on in shown if on]
-assert trained[-1] == tokenizer.eos_token, "the answer must end with EOS"
+# The answer is trained to end with EOS, once. A chat template may close the turn with whitespace after it
+# (ChatML writes "<|im_end|>\n"); anything else after EOS would teach the model to go on talking.
+eos_at = [i for i, t in enumerate(trained) if t == tokenizer.eos_token]
+after_eos = tokenizer.convert_tokens_to_string(trained[eos_at[-1] + 1:]) if eos_at else ""
+assert len(eos_at) == 1 and not after_eos.strip(), f"the answer must end with EOS once: {trained}"
 print("tokens the loss sees:", trained)
 
 
