@@ -23,13 +23,15 @@
 # %% tags=["parameters"]
 # Parameters: papermill sets these (-p name value). The defaults are the tested workshop setting.
 # model_name: empty means the embedded tiny Llama; or a preset, a hub id or a local folder.
-# max_steps: optimizer steps for every training run (the same for all methods, a fair comparison).
+# max_steps: optimizer steps for every training run (the same for all methods, a fair comparison); "auto"
+# takes the schedule measured for this model (labhelpers/train/workshop.py: 150 on tiny, 30 on smollm2-135m).
 # lr_*: learning rate per method; small adapters need larger steps (IA3 scales activations directly).
-# assert_relations: "auto" checks the lesson's relations on the default run; True always; False never.
+# assert_relations: "auto" checks the lesson's relations where they were measured to hold for this model at
+# this schedule; True always; False never.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 model_name = ""
 methods = ["full", "lora", "qlora", "ia3"]
-max_steps = 150
+max_steps = "auto"
 lr_full = 2e-4
 lr_lora = 1e-3
 lr_qlora = 1e-3
@@ -47,22 +49,21 @@ output_dir = ""
 # Check every parameter before any work: a wrong one stops here with a message that names it.
 from labhelpers.checks import check_int
 from labhelpers.errors import ConfigError
-from labhelpers.train.config import TrainConfig
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
+from labhelpers.train.config import TrainConfig, effects_checked
 from labhelpers.train.methods import check_methods
 
-cfg = TrainConfig(model_name=model_name, method="lora", max_steps=max_steps, learning_rate=lr_lora,
+schedule = workshop.steps("01", resolve_model(model_name), max_steps=max_steps)
+cfg = TrainConfig(model_name=model_name, method="lora", max_steps=schedule["max_steps"], learning_rate=lr_lora,
                   lora_r=lora_r, lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 learning_rates = {"full": lr_full, "lora": lr_lora, "qlora": lr_qlora, "ia3": lr_ia3}
 methods = check_methods(methods, learning_rates)
 check_int("n_test", n_test, low=1)
 if not (isinstance(max_accuracy_gap, (int, float)) and 0 <= max_accuracy_gap <= 1):
     raise ConfigError(f"max_accuracy_gap={max_accuracy_gap!r} must be a number in [0, 1], e.g. 0.05")
-if assert_relations not in ("auto", True, False):
-    raise ConfigError(f"assert_relations={assert_relations!r} must be 'auto', True or False")
-from labhelpers.models.presets import DEFAULT_MODEL, PRESETS
-
-strict = assert_relations is True or (assert_relations == "auto" and cfg.model_path == PRESETS[DEFAULT_MODEL].path
-                                      and cfg.max_steps >= 150)
+strict = effects_checked(assert_relations, cfg, "01", name="assert_relations")
+print(workshop.describe("01", cfg.model_path))
 print(f"model {cfg.model_path}\nmethods {methods}, {cfg.max_steps} steps each, batch {cfg.batch_size}\n"
       f"learning rates { {m: learning_rates[m] for m in methods} }\nasserting the lesson's relations: {strict}")
 

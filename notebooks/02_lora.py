@@ -22,10 +22,12 @@
 # model_name: empty means the embedded tiny Llama; or a preset (smollm2-135m, qwen2.5-0.5b, llama-3.2-1b,
 # phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts at least 0.90 on the default run; a number sets the bar; None only reports.
+# max_steps, min_accuracy: "auto" takes the schedule and the bar measured for this model (300 steps and 0.90 on
+# the tiny Llama, 60 steps and 0.90 on smollm2-135m: labhelpers/train/workshop.py); a number sets it; a
+# min_accuracy of None only reports.
 model_name = ""
 method = "lora"            # lora, or qlora (4-bit base; notebook 03 explains it)
-max_steps = 300
+max_steps = "auto"
 learning_rate = 1e-3
 lora_r = 8
 lora_alpha = 16
@@ -41,14 +43,18 @@ trust_remote_code = False  # only for models whose code you have read
 # %%
 # Check every parameter before any work: a wrong one stops here with a message that names it.
 from labhelpers.checks import check_int
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 
-cfg = TrainConfig(model_name=model_name, method=method, max_steps=max_steps, learning_rate=learning_rate,
+schedule = workshop.steps("02", resolve_model(model_name), max_steps=max_steps)
+cfg = TrainConfig(model_name=model_name, method=method, max_steps=schedule["max_steps"], learning_rate=learning_rate,
                   lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                   target_modules=target_modules, batch_size=batch_size, seed=seed, output_dir=output_dir,
                   trust_remote_code=trust_remote_code)
 check_int("n_test", n_test, low=1)
-bar = accuracy_bar(min_accuracy, cfg)
+bar = accuracy_bar(min_accuracy, cfg, "02")
+print(workshop.describe("02", cfg.model_path))
 print(f"model: {cfg.model_path}\nmethod: {cfg.method}, {cfg.max_steps} steps, lr {cfg.learning_rate}, "
       f"r {cfg.lora_r}, alpha {cfg.lora_alpha}\naccuracy bar: {bar}")
 
@@ -76,7 +82,6 @@ from labhelpers.data import templates
 from labhelpers.data.tone_data import TONES
 from labhelpers.evaluate import generation, metrics, plots
 from labhelpers.memory import hardware
-from labhelpers.models.presets import preset_for
 from labhelpers.paths import TONE_DATA_DIR
 from labhelpers.train import quantization
 
@@ -125,12 +130,10 @@ prompt_text, full_text = templates.chat_texts(tokenizer, row["phrase"], row["ton
 print("prompt (what inference sends):", repr(prompt_text))
 print("full   (what training sees):  ", repr(full_text))
 
-preset = preset_for(cfg.model_name)
-if preset and preset.name == "tiny":
-    # The chapter-style text template and the chat template agree for this model.
-    olive_style = templates.render_template(preset.tone_template, row)
-    assert tokenizer.bos_token + olive_style + tokenizer.eos_token == full_text, (olive_style, full_text)
-    print("Olive-style --text_template:   ", repr(preset.tone_template))
+# The chapter's Olive --text_template, derived from this chat template: the same text for every row.
+olive_style = templates.chat_text_template(tokenizer, "phrase", "tone")
+assert olive_style.format(**row) == full_text, (olive_style, full_text)
+print("Olive-style --text_template:   ", repr(olive_style))
 
 # %%
 example = templates.tokenize_example(tokenizer, prompt_text, full_text)

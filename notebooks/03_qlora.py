@@ -22,9 +22,10 @@
 # Parameters: papermill sets these (-p name value). Defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; or a preset, hub id or local folder (see notebook 02).
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts at least 0.90 on the default run; a number sets the bar; None only reports.
+# max_steps, min_accuracy: "auto" takes the schedule and bar measured for this model (labhelpers/train/workshop.py:
+# 60 steps and 0.90 on the tiny Llama); a number sets it; a min_accuracy of None only reports.
 model_name = ""
-max_steps = 60                     # optimizer steps; each sees batch_size x grad_accum rows
+max_steps = "auto"                 # optimizer steps; each sees batch_size x grad_accum rows
 learning_rate = 5e-3
 batch_size = 1                     # the chapter's memory-saving setting
 grad_accum = 16
@@ -49,9 +50,12 @@ trust_remote_code = False
 # Check every parameter before any work.
 from labhelpers.checks import check_int
 from labhelpers.errors import ConfigError
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 from labhelpers.train.quantization import require_bitsandbytes
 
+max_steps = workshop.steps("03", resolve_model(model_name), max_steps=max_steps)["max_steps"]
 cfg = TrainConfig(model_name=model_name, method="qlora", max_steps=max_steps, learning_rate=learning_rate,
                   lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, batch_size=batch_size,
                   seed=seed, output_dir=output_dir, trust_remote_code=trust_remote_code)
@@ -61,7 +65,8 @@ for name, value in {"grad_accum": grad_accum, "logging_steps": logging_steps, "e
 if quant_type not in ("nf4", "fp4"):
     raise ConfigError(f"quant_type={quant_type!r} must be 'nf4' or 'fp4'")
 require_bitsandbytes()     # a clear message, not a traceback, where bitsandbytes cannot run
-bar = accuracy_bar(min_accuracy, cfg, default_steps=60)
+bar = accuracy_bar(min_accuracy, cfg, "03")
+print(workshop.describe("03", cfg.model_path))
 print(f"QLoRA on {cfg.model_path}: {max_steps} steps x batch {batch_size} x accumulation {grad_accum} "
       f"= {max_steps * batch_size * grad_accum} rows; accuracy bar {bar}")
 
@@ -250,9 +255,9 @@ if bar is not None:
 # %%
 rows = {}
 for method in ("full", "lora", "qlora"):
-    if cfg.model_name in ("", "tiny"):
-        rows[("tiny", method)] = estimate.estimate_for_preset(
-            "tiny", method, seq_len=32, batch_size=batch_size,
+    if (key := workshop.model_key(cfg.model_path)):
+        rows[(key, method)] = estimate.estimate_for_preset(
+            key, method, seq_len=32, batch_size=batch_size,
             gradient_checkpointing=(method == "qlora" and gradient_checkpointing))
     # Llama-3.1-8B's shape, bf16 on a GPU, batch 1 x 512 tokens, gradient checkpointing.
     rows[("8B", method)] = estimate.estimate_memory(

@@ -26,11 +26,12 @@
 # Parameters: papermill sets these (-p name value).
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_margin: "auto" asserts each run beats the base model by the lesson's margin on its metric (default
-# settings only); a number sets one margin for all; None only reports.
+# qa_steps, task_steps, min_margin: "auto" takes the schedule and the margins measured for this model
+# (labhelpers/train/workshop.py); min_margin asserts each run beats the base model by that margin on its
+# metric; a number sets one margin for all; None only reports.
 model_name = ""
-qa_steps = 100             # LoRA steps for the Q&A run from the YAML config
-task_steps = 150           # LoRA steps for each of the four task runs
+qa_steps = "auto"          # LoRA steps for the Q&A run from the YAML config (tiny: 100)
+task_steps = "auto"        # LoRA steps for each of the four task runs (tiny: 150)
 learning_rate = 3e-3
 lora_r = 8
 lora_alpha = 16
@@ -40,28 +41,36 @@ n_eval = 40                # held-out rows scored per task
 seed = 0
 output_dir = ""
 min_margin = "auto"
+# Section 8 trains the tiny Llama and this real model on a task whose words the tiny corpus never holds.
+world_model = "smollm2-135m"
+world_steps = 40           # LoRA steps for each of the two (bars apply from 40 steps: labhelpers/train/workshop.py)
+world_lr = 2e-3
 
 # %%
 # Check the parameters first: a wrong one stops here, named.
-from labhelpers.checks import check_int
+from labhelpers.checks import check_int, check_number
 from labhelpers.errors import ConfigError
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig
 
+schedule = workshop.steps("04", resolve_model(model_name), qa_steps=qa_steps, task_steps=task_steps)
+qa_steps, task_steps = schedule["qa_steps"], schedule["task_steps"]
 cfg = TrainConfig(model_name=model_name, max_steps=qa_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
-for name, value in {"task_steps": task_steps, "n_eval": n_eval}.items():
+for name, value in {"task_steps": task_steps, "n_eval": n_eval, "world_steps": world_steps}.items():
     check_int(name, value, low=1)
+check_number("world_lr", world_lr, 0.0, 1.0, "e.g. 2e-3")
+world_bars = workshop.world_bars(resolve_model(world_model), world_steps)
 if not 0.05 <= validation_fraction <= 0.5:
     raise ConfigError(f"validation_fraction={validation_fraction!r} must be in [0.05, 0.5] (0.1-0.2 is usual)")
-default_run = (not model_name or model_name == "tiny") and qa_steps >= 100 and task_steps >= 150
-# What each default run measurably achieves, with room to spare (see the closing table).
-AUTO_MARGINS = {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3, "summarization": 0.3}
-if min_margin == "auto":
-    margins = AUTO_MARGINS if default_run else None
+TASKS = ("qa", "classification", "generation", "extraction", "summarization")
+if min_margin == "auto":   # each bar sits below what the workshop run measured (see the closing table)
+    margins = workshop.bar("04", cfg.model_path, "min_margin", "auto", schedule)
 elif min_margin is None:
     margins = None
 elif isinstance(min_margin, (int, float)) and not isinstance(min_margin, bool):
-    margins = {k: float(min_margin) for k in AUTO_MARGINS}
+    margins = {k: float(min_margin) for k in TASKS}
 else:
     raise ConfigError(f"min_margin={min_margin!r}: use \"auto\", a number such as 0.2, or None")
 print(f"model {cfg.model_path}; Q&A {qa_steps} steps, tasks {task_steps} steps each; margins asserted: {margins}")
@@ -78,10 +87,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from labhelpers import runs
 from labhelpers.course import exercises, widgets
-from labhelpers.data import records, runconfig, task_data, templates, validation
+from labhelpers.data import records, runconfig, task_data, templates, validation, world_data
 from labhelpers.data.tone_data import TONES
 from labhelpers.errors import DataError
-from labhelpers.evaluate import textmetrics
+from labhelpers.evaluate import plots, textmetrics
 from labhelpers.evaluate.metrics import classification_scores, parse_label
 from labhelpers.train import finetune
 
@@ -138,8 +147,9 @@ print(f"{len(qa_records)} train rows, {len(qa_test)} test rows")
 # against `max_seq_len`. Errors stop a run; warnings are listed for you to decide. The clean data first:
 
 # %%
-TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
-MAX_SEQ_LEN = 48
+# The model's own chat template writes each row (section 4 shows the text); nothing here is model-specific.
+TEMPLATE = templates.chat_text_template(tokenizer, "input", "output")
+MAX_SEQ_LEN = 96   # the longest row is about 40 tokens on the tiny model, 70 on SmolLM2 (its system prompt)
 report = validation.validate(qa_records, required={"input": str, "output": str}, template=TEMPLATE, tokenizer=tokenizer,
                        max_seq_len=MAX_SEQ_LEN, others={"test": qa_test})
 print(report.summary())
@@ -204,19 +214,25 @@ for name, content in samples.items():
 # %% [markdown]
 # ## 4 · Template: prompt, answer, EOS once, and what the loss trains
 #
-# The chapter's template `User: {input}\nAssistant: {output}` works with any model, but the embedded
-# model's own chat format is `<|user|> …</s><|assistant|> …`, so the same idea in its format trains
-# faster. The **last** placeholder is the answer; everything before it is the prompt, and the prompt's
-# tokens get label -100 (response-only training). The answer keeps the space before it, so it is
-# tokenized the way the base saw those words. A placeholder the data lacks fails with the columns listed.
+# The chapter's template `User: {input}\nAssistant: {output}` works with any model, but a model learns
+# fastest in the format it already knows: its own chat template. `templates.chat_text_template` asks the
+# tokenizer's chat template to write one conversation and turns it into a text template (the one Olive's
+# `--text_template` takes), so the same code trains the tiny Llama and SmolLM2 in their own formats. The
+# **last** placeholder is the answer; everything before it is the prompt, and the prompt's tokens get
+# label -100 (response-only training). The answer keeps the whitespace before it, so it is tokenized the
+# way the base saw those words. A placeholder the data lacks fails with the columns listed.
 
 # %%
+print("text template:", repr(TEMPLATE))
 prompt_part, answer_part = templates.split_template(TEMPLATE)
 print("prompt part:", repr(prompt_part), " answer part:", repr(answer_part))
 example = templates.encode(TEMPLATE, tokenizer, qa_records.rows[0], MAX_SEQ_LEN)
 shown = templates.show_trained_tokens(tokenizer, example)
 display(pd.DataFrame(shown, columns=["token", "trained"]).T)
-assert [t for t, on in shown if on][-1] == tokenizer.eos_token
+trained = [t for t, on in shown if on]
+# EOS once, closing the answer; ChatML then writes a newline after it, which the model may also learn.
+eos_at = [i for i, t in enumerate(trained) if t == tokenizer.eos_token]
+assert len(eos_at) == 1 and not tokenizer.convert_tokens_to_string(trained[eos_at[0] + 1:]).strip(), trained
 try:
     templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0],
                               where=f"{qa_records.where(0)}")
@@ -226,7 +242,7 @@ except DataError as err:
 # %%
 # Try it: edit the template or the fields. Green tokens are trained, grey ones masked (label -100).
 # Try "User: {input}\nAssistant: {output}", a {question} placeholder, or a small max_seq_len.
-widgets.template_playground(tokenizer, template="<|user|> {input}</s><|assistant|> {output}",
+widgets.template_playground(tokenizer, template=TEMPLATE,
                             row={"input": "What does the word gloomy mean?", "output": "It means sad."})
 
 # %% [markdown]
@@ -255,7 +271,8 @@ qa_config = {
     "input_model": {"type": "HfModel", "model_path": cfg.model_path},
     "data_configs": [{"name": "qa_train", "type": "HuggingfaceContainer",
                       "load_dataset_config": {"data_name": "json", "data_files": str(qa_paths["train"])},
-                      "pre_process_data_config": {"text_template": TEMPLATE, "max_seq_len": MAX_SEQ_LEN}}],
+                      "pre_process_data_config": {"chat_template": {"prompt": "input", "answer": "output"},
+                                                  "max_seq_len": MAX_SEQ_LEN}}],
     "passes": {"lora": {"type": "LoRA", "train_data_config": "qa_train", "r": cfg.lora_r, "alpha": cfg.lora_alpha,
                         "lora_dropout": 0.05, "target_modules": "all-linear", "modules_to_save": None,
                         "training_args": {"max_steps": qa_steps, "learning_rate": cfg.learning_rate,
@@ -310,8 +327,9 @@ except Exception as err:
 # | summarisation | three sentences → one | ROUGE-L (and exact match, to keep it honest) |
 
 # %%
-TASK_TEMPLATES = {"classification": "<|user|> {text}</s><|assistant|> {label}",
-                  "generation": TEMPLATE, "extraction": TEMPLATE, "summarization": TEMPLATE}
+TASK_FIELDS = {"classification": ("text", "label"), "generation": ("input", "output"),
+               "extraction": ("input", "output"), "summarization": ("input", "output")}
+TASK_TEMPLATES = {task: templates.chat_text_template(tokenizer, *f) for task, f in TASK_FIELDS.items()}
 
 def score(task, preds, rows):
     if task == "classification":
@@ -328,11 +346,13 @@ def task_run(task, n_train=300):
     train, test = records.read_records(paths["train"]), records.read_records(paths["test"])
     label = "label" if task == "classification" else None
     rep = validation.validate(train, required=templates.template_fields(TASK_TEMPLATES[task]), label_field=label,
-                        template=TASK_TEMPLATES[task], tokenizer=tokenizer, max_seq_len=96, others={"test": test})
+                        template=TASK_TEMPLATES[task], tokenizer=tokenizer, max_seq_len=160, others={"test": test})
     rep.raise_for_errors()
     config = json.loads(json.dumps(qa_config))
     config["data_configs"][0]["load_dataset_config"]["data_files"] = str(paths["train"])
-    config["data_configs"][0]["pre_process_data_config"] = {"text_template": TASK_TEMPLATES[task], "max_seq_len": 96}
+    prompt_field, answer_field = TASK_FIELDS[task]
+    config["data_configs"][0]["pre_process_data_config"] = {
+        "chat_template": {"prompt": prompt_field, "answer": answer_field}, "max_seq_len": 160}
     config["passes"]["lora"]["training_args"].update(max_steps=task_steps, save_steps=task_steps)
     config["output_dir"] = str(run_dir / f"{task}_run")
     config["lab"].update(label_field=label, max_new_tokens=4 if label else 16)
@@ -373,7 +393,64 @@ for task, example in examples.items():
 # place scores half. ROUGE-L rewards a summary's shape even when a word is wrong, which is why exact
 # match sits next to it. A metric only tells you what it measures.
 #
-# ## 8 · Self-check exercise
+# ## 8 · Why the base model matters: one run config, two base models
+#
+# Every task above uses words the tiny Llama met in pretraining: its corpus was written so that they are
+# learnable. A user's own task rarely is. Here is one whose words the tiny corpus never holds: sort a word
+# into *country*, *sport* or *body* (part) (`labhelpers.data.world_data`; the 30 test words never occur in
+# training, and none of the task's words in the tiny corpus). The **same run config** trains the tiny
+# Llama and SmolLM2-135M-Instruct (`make real-model`): only `input_model.model_path` differs, and the
+# `chat_template` fields let each model write the rows in its own chat format. Fine-tuning can teach both
+# the answer's format; only a model that learned what *Kenya* or *badminton* is can answer a held-out word.
+
+# %%
+world_paths = world_data.write(run_dir / "world", seed=cfg.seed)
+world_test = records.read_records(world_paths["test"])
+world_labels = [r["label"] for r in world_test.rows]
+
+def world_config(model_path, name):
+    config = json.loads(json.dumps(qa_config))
+    config["input_model"]["model_path"] = model_path
+    config["data_configs"][0]["load_dataset_config"]["data_files"] = str(world_paths["train"])
+    config["data_configs"][0]["pre_process_data_config"] = {"chat_template": {"prompt": "text", "answer": "label"},
+                                                            "max_seq_len": 96}
+    config["passes"]["lora"].update(r=8, alpha=16)
+    config["passes"]["lora"]["training_args"].update(max_steps=world_steps, save_steps=world_steps,
+                                                     learning_rate=world_lr)
+    config["output_dir"] = str(run_dir / f"world_{name}")
+    config["lab"].update(label_field="label", max_new_tokens=4)
+    return runconfig.dump_config(config, run_dir / f"world_{name}.yaml")
+
+def world_accuracy(model, tok):
+    preds = finetune.answers(model, tok, templates.chat_text_template(tok, "text", "label"), world_test.rows, 4)
+    return classification_scores(world_labels, [parse_label(p, world_data.LABELS) for p in preds],
+                                 world_data.LABELS)["accuracy"], preds
+
+world = {}
+for name, path in (("tiny", resolve_model("tiny")), (world_model, resolve_model(world_model))):
+    tok = AutoTokenizer.from_pretrained(path)
+    base_acc, base_preds = world_accuracy(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), tok)
+    result = finetune.run(world_config(path, name), log=None)
+    ft_acc, ft_preds = world_accuracy(result.model, tok)
+    world[name] = {"base": base_acc, "fine-tuned": ft_acc, "train_s": result.metrics["train_seconds"],
+                   "example": f"{world_test.rows[0]['text']} -> {ft_preds[0]!r}"}
+    print(f"{name:<14} base {base_acc:.3f} -> fine-tuned {ft_acc:.3f} ({result.metrics['train_seconds']:.0f} s)")
+world_table = pd.DataFrame(world).T
+display(world_table)
+plots.bar_compare({f"{n} fine-tuned": r["fine-tuned"] for n, r in world.items()}, "held-out accuracy",
+                  title=f"{len(world_test)} held-out words; chance {1 / len(world_data.LABELS):.2f}")
+if world_bars is not None:
+    assert world["tiny"]["fine-tuned"] <= world_bars["tiny_max"], world["tiny"]
+    assert world[world_model]["fine-tuned"] >= world_bars["real_min"], world[world_model]
+    assert world[world_model]["fine-tuned"] - world["tiny"]["fine-tuned"] >= world_bars["min_gap"], world
+
+# %% [markdown]
+# The tiny model learns the format (it answers with one of the three labels) and then guesses: about
+# chance. SmolLM2 brings the knowledge, and the same 40 steps teach it to put that knowledge in the
+# answer's format. Before you fine-tune a small model for your own task, check that the base model knows
+# the task's world: ask it a few held-out questions in plain words first.
+#
+# ## 9 · Self-check exercise
 #
 # Look at the broken copy's report (section 3). **Which line numbers hold errors** (the ones that stop
 # a run)? Put them in `answer` as a list and run the cell. (Solutions: `solutions/04_custom_data.md`.)
@@ -402,6 +479,10 @@ summary = {"qa_exact_match_base": qa_scores["base"], "qa_exact_match": qa_scores
 for row in task_scores:
     summary[f"{row['task']}_base"] = row["base"]
     summary[f"{row['task']}_finetuned"] = row["fine-tuned"]
+for name, row in world.items():
+    summary[f"world_{name.replace('-', '_').replace('.', '_')}_base"] = row["base"]
+    summary[f"world_{name.replace('-', '_').replace('.', '_')}_finetuned"] = row["fine-tuned"]
 params = {**cfg.to_dict(), "qa_steps": qa_steps, "task_steps": task_steps, "n_eval": n_eval,
-          "validation_fraction": validation_fraction}
+          "validation_fraction": validation_fraction, "world_model": world_model, "world_steps": world_steps,
+          "world_lr": world_lr}
 print(runs.write_metrics(run_dir, summary, params=params, notebook="04_custom_data"))

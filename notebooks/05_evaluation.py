@@ -25,17 +25,18 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts 0.90 on the default run; a number sets the bar; None only reports.
+# Step counts and min_accuracy: "auto" takes the schedule and the bar measured for this model
+# (labhelpers/train/workshop.py; tiny: 300/120/40 steps, bar 0.90); a number sets it; None only reports.
 model_name = ""
-max_steps = 300            # upper bound: early stopping may end the run sooner
+max_steps = "auto"         # upper bound: early stopping may end the run sooner
 eval_steps = 25            # validate (and checkpoint) every this many steps
 early_stopping_patience = 3
 learning_rate = 1e-3
 lora_r = 8
 lora_alpha = 16
 batch_size = 8
-qa_steps = 120             # LoRA steps for the Q&A (generation) run
-resume_steps = 40          # length of the interrupt-and-resume demonstration
+qa_steps = "auto"          # LoRA steps for the Q&A (generation) run
+resume_steps = "auto"      # length of the interrupt-and-resume demonstration
 n_test = 200
 seed = 0
 output_dir = ""
@@ -44,14 +45,20 @@ min_accuracy = "auto"
 # %%
 # Check the parameters first: a wrong one stops here, named.
 from labhelpers.checks import check_int
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 
+schedule = workshop.steps("05", resolve_model(model_name), max_steps=max_steps, qa_steps=qa_steps,
+                          resume_steps=resume_steps)
+max_steps, qa_steps, resume_steps = schedule["max_steps"], schedule["qa_steps"], schedule["resume_steps"]
 cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 for name, value, low in (("eval_steps", eval_steps, 1), ("early_stopping_patience", early_stopping_patience, 1),
                          ("qa_steps", qa_steps, 1), ("resume_steps", resume_steps, 2), ("n_test", n_test, 1)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg)
+bar = accuracy_bar(min_accuracy, cfg, "05", schedule)
+print(workshop.describe("05", cfg.model_path))
 print(f"model {cfg.model_path}; up to {cfg.max_steps} steps, validation every {eval_steps}; accuracy bar {bar}")
 
 # %%
@@ -205,7 +212,7 @@ if bar is not None:
 #   staple; **exact match** next to them keeps everyone honest.
 
 # %%
-qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml")
+qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml").for_tokenizer(tokenizer)  # its chat template
 qa_raw = json.loads(json.dumps(qa_cfg.raw))
 qa_raw["input_model"]["model_path"] = cfg.model_path
 qa_raw["passes"]["lora"]["training_args"].update(max_steps=qa_steps, save_steps=qa_steps, seed=cfg.seed)

@@ -28,16 +28,17 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder (Llama-style) also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts 0.85 for the tone adapter on the default run; a number sets the bar; None only reports.
-# max_int4_drop: "auto" asserts int4 accuracy at most 0.05 below PyTorch on the default run; a number; None.
+# max_steps, qa_steps: "auto" takes the schedule measured for this model (labhelpers/train/workshop.py; tiny: 300, 120).
+# min_accuracy: "auto" asserts that model's bar for the tone adapter (tiny: 0.85); a number sets it; None only reports.
+# max_int4_drop: "auto" asserts int4 accuracy at most that model's drop below PyTorch (0.05); a number; None.
 # threads: ONNX Runtime threads; 0 means as many as torch uses (it follows OMP_NUM_THREADS).
 model_name = ""
-max_steps = 300            # LoRA steps for adapter A (phrase -> tone)
+max_steps = "auto"         # LoRA steps for adapter A (phrase -> tone)
 learning_rate = 1e-3
 lora_r = 8
 lora_alpha = 16
 batch_size = 8
-qa_steps = 120             # LoRA steps for adapter B (Q&A, from configs/qa_lora.yaml)
+qa_steps = "auto"          # LoRA steps for adapter B (Q&A, from configs/qa_lora.yaml)
 n_test = 200               # held-out tone phrases scored on every runtime
 n_parity = 12              # held-out prompts compared token by token
 parity_tokens = 16         # tokens generated per prompt for the comparison
@@ -50,23 +51,20 @@ max_int4_drop = "auto"
 # %%
 # Check every parameter before any work: a wrong one stops here with a message that names it.
 from labhelpers.checks import check_int
-from labhelpers.errors import ConfigError
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 
+schedule = workshop.steps("06", resolve_model(model_name), max_steps=max_steps, qa_steps=qa_steps)
+max_steps, qa_steps = schedule["max_steps"], schedule["qa_steps"]
 cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 for name, value, low in (("qa_steps", qa_steps, 1), ("n_test", n_test, 1), ("n_parity", n_parity, 2),
                          ("parity_tokens", parity_tokens, 2), ("threads", threads, 0)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg, default_steps=300, default_bar=0.85)
-default_run = accuracy_bar("auto", cfg, default_steps=300) is not None
-if max_int4_drop == "auto":
-    int4_bar = 0.05 if default_run else None
-elif max_int4_drop is None or (isinstance(max_int4_drop, (int, float)) and not isinstance(max_int4_drop, bool)
-                               and 0 <= max_int4_drop <= 1):
-    int4_bar = max_int4_drop
-else:
-    raise ConfigError(f"max_int4_drop={max_int4_drop!r} must be 'auto', None or a number in [0, 1]")
+bar = accuracy_bar(min_accuracy, cfg, "06", schedule)
+int4_bar = accuracy_bar(max_int4_drop, cfg, "06", schedule, name="max_int4_drop")
+print(workshop.describe("06", cfg.model_path))
 print(f"model {cfg.model_path}; tone adapter {cfg.max_steps} steps, Q&A adapter {qa_steps} steps; "
       f"accuracy bar {bar}, int4 may lose at most {int4_bar}")
 
@@ -105,7 +103,6 @@ from labhelpers.deploy.onnx_infer import GenAIModel, greedy_tokens, load_optimum
 from labhelpers.evaluate import plots
 from labhelpers.evaluate.generation import generate_answers
 from labhelpers.evaluate.metrics import classification_scores, parse_label
-from labhelpers.models.presets import preset_for
 from labhelpers.paths import REPO_ROOT
 from labhelpers.train import finetune
 from labhelpers.train.tonetask import ToneTask
@@ -160,7 +157,7 @@ if bar is not None:
     assert adapter_scores["accuracy"] >= bar, f"tone accuracy {adapter_scores['accuracy']:.3f} < {bar}"
 
 # %%
-qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml")
+qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml").for_tokenizer(tokenizer)  # its chat template
 qa_raw = json.loads(json.dumps(qa_cfg.raw))
 qa_raw["input_model"]["model_path"] = cfg.model_path
 qa_raw["passes"]["lora"]["training_args"].update(max_steps=qa_steps, save_steps=qa_steps, seed=cfg.seed)
@@ -172,10 +169,9 @@ qa_test = datasets.load_dataset("json", data_files=str(REPO_ROOT / "data" / "qa"
 qa_prompts = [chat_texts(tokenizer, r["input"])[0] for r in qa_test]
 print(f"adapter B (Q&A): {qa_result.metrics['train_seconds']:.0f} s, validation exact match "
       f"{qa_result.metrics['exact_match']:.3f}; saved in {qa_adapter}")
-preset = preset_for(cfg.model_name)
-if preset and preset.name == "tiny":
-    # B was trained on the config's text template; the app sends the tokenizer's chat template. Same text here.
-    assert templates.texts(qa_cfg.text_template, tokenizer, qa_test[0])[0] == qa_prompts[0]
+# B was trained on the text its config's chat_template fields write; the app sends the tokenizer's chat template.
+# The prompt is the same text, up to the whitespace that opens the answer (trained as part of the answer).
+assert qa_prompts[0].startswith(templates.texts(qa_cfg.text_template, tokenizer, qa_test[0])[0])
 
 # %% [markdown]
 # ## 2 · Merge adapter A into the base

@@ -40,17 +40,18 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# check_effects: "auto" asserts each fix's measured improvement on the embedded model with these
-# defaults; True always asserts; False only reports (for other models and settings).
+# overfit_steps, poor_steps, check_effects: "auto" takes the schedule measured for this model and asserts
+# each fix's measured improvement where it was measured to hold (labhelpers/train/workshop.py; tiny: 60, 60);
+# True always asserts; False only reports.
 model_name = ""
 overfit_rows = 16          # training rows in the overfitting experiment (the problem)
 more_data_rows = 128       # rows for the "more data" remedy
-overfit_steps = 60
+overfit_steps = "auto"
 eval_steps = 10            # validation every this many steps (the curves)
 learning_rate = 3e-3
 lora_r = 16
 lora_alpha = 32
-poor_steps = 60            # steps of each run in section 4
+poor_steps = "auto"        # steps of each run in section 4
 speed_batches = 3          # batches of 16 rows timed per padding strategy in section 3
 n_test = 100
 seed = 0
@@ -61,16 +62,20 @@ check_effects = "auto"
 # Check the parameters first: a wrong one stops here, named.
 from labhelpers.checks import check_int
 from labhelpers.errors import ConfigError
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
 
+schedule = workshop.steps("07", resolve_model(model_name), overfit_steps=overfit_steps, poor_steps=poor_steps)
+overfit_steps, poor_steps = schedule["overfit_steps"], schedule["poor_steps"]
 cfg = TrainConfig(model_name=model_name, max_steps=overfit_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, seed=seed, output_dir=output_dir)
 for name, value, low in (("overfit_rows", overfit_rows, 8), ("more_data_rows", more_data_rows, overfit_rows + 1),
                          ("eval_steps", eval_steps, 1), ("poor_steps", poor_steps, 10),
                          ("speed_batches", speed_batches, 2), ("n_test", n_test, 10)):
     check_int(name, value, low=low)
-strict = effects_checked(check_effects, cfg)
-print(f"model {cfg.model_path}; asserting measured effects: {strict}")
+strict = effects_checked(check_effects, cfg, "07", schedule)
+print(f"model {cfg.model_path}; asserting measured effects: {strict}\n{workshop.describe('07', cfg.model_path)}")
 
 # %%
 import json

@@ -26,14 +26,14 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# check_effects: "auto" asserts the measured effects on the embedded model with these defaults;
-# True always asserts; False only reports.
+# Step counts and check_effects: "auto" takes the schedule measured for this model and asserts the effects
+# measured to hold there (labhelpers/train/workshop.py; tiny: 100/80/40); True always asserts; False reports.
 model_name = ""
-adapter_steps = 100        # LoRA steps per task adapter (section 1)
+adapter_steps = "auto"     # LoRA steps per task adapter (section 1)
 n_trials = 6               # search trials (section 2); the chapter runs 20
 search_sampler = "random"  # random (the chapter's strategy) or tpe
-contrastive_steps = 80     # section 3
-weighted_steps = 40       # short on purpose: see the note after section 3b
+contrastive_steps = "auto" # section 3
+weighted_steps = "auto"    # short on purpose: see the note after section 3b
 minority_share = 0.05      # the rare class's share of the imbalanced train set
 n_test = 60
 seed = 0
@@ -44,8 +44,14 @@ check_effects = "auto"
 # Check the parameters first: a wrong one stops here, named.
 from labhelpers.checks import check_int
 from labhelpers.errors import ConfigError
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
 
+schedule = workshop.steps("08", resolve_model(model_name), adapter_steps=adapter_steps,
+                          contrastive_steps=contrastive_steps, weighted_steps=weighted_steps)
+adapter_steps, contrastive_steps, weighted_steps = (schedule[k] for k in ("adapter_steps", "contrastive_steps",
+                                                                          "weighted_steps"))
 cfg = TrainConfig(model_name=model_name, max_steps=adapter_steps, seed=seed, output_dir=output_dir)
 for name, value, low in (("adapter_steps", adapter_steps, 1), ("n_trials", n_trials, 1),
                          ("contrastive_steps", contrastive_steps, 1), ("weighted_steps", weighted_steps, 1),
@@ -55,8 +61,8 @@ if search_sampler not in ("random", "tpe"):
     raise ConfigError(f"search_sampler={search_sampler!r} must be 'random' or 'tpe'")
 if isinstance(minority_share, bool) or not isinstance(minority_share, (int, float)) or not 0 < minority_share < 0.25:
     raise ConfigError(f"minority_share={minority_share!r} must be a number in (0, 0.25), e.g. 0.05")
-strict = effects_checked(check_effects, cfg)
-print(f"model {cfg.model_path}; asserting measured effects: {strict}")
+strict = effects_checked(check_effects, cfg, "08", schedule)
+print(f"model {cfg.model_path}; asserting measured effects: {strict}\n{workshop.describe('08', cfg.model_path)}")
 
 # %%
 import subprocess
@@ -110,9 +116,9 @@ print("outputs in", run_dir)
 # **extract** adapter (sentence → `{"place", "tone"}` JSON, notebook 04) on the same base.
 
 # %%
-EXTRACT_TEMPLATE = "<|user|> {input}</s><|assistant|> {output}"
+EXTRACT_TEMPLATE = templates.chat_text_template(tokenizer, "input", "output")   # the model's own chat format
 extract = task_data.generate_splits("extraction", {"train": 300, "test": n_test}, seed=cfg.seed)
-extract_train = datasets.Dataset.from_list([templates.encode(EXTRACT_TEMPLATE, tokenizer, r, 96)
+extract_train = datasets.Dataset.from_list([templates.encode(EXTRACT_TEMPLATE, tokenizer, r, 160)
                                             for r in extract["train"]])
 
 lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")

@@ -31,13 +31,14 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder (Llama-style) also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# min_accuracy: "auto" asserts 0.4 for Olive's LoRA adapter on the default run (base 0.0, chance 0.25; a
-# bar every seed passes, see section 2); a number sets the bar; None only reports.
-# check_effects: "auto" asserts the measured effects on the embedded model; True always; False only reports.
+# Step counts, min_accuracy and check_effects: "auto" takes the schedule and bars measured for this model
+# (labhelpers/train/workshop.py). On the tiny Llama: 400/60/150 steps, Olive's LoRA adapter at least 0.4 (base
+# 0.0, chance 0.25; a bar every seed passes, see section 2); a number sets the bar; None only reports.
+# check_effects: True always asserts the measured effects; False only reports.
 model_name = ""
-max_steps = 400            # olive finetune --max_steps (LoRA); see section 2 for why not the chapter's 100
-qlora_steps = 60           # olive finetune --method qlora --max_steps
-course_steps = 150         # the course's own LoRA path (section 2b)
+max_steps = "auto"         # olive finetune --max_steps (LoRA); see section 2 for why not the chapter's 100
+qlora_steps = "auto"       # olive finetune --method qlora --max_steps
+course_steps = "auto"      # the course's own LoRA path (section 2b)
 learning_rate = 3e-3
 lora_r = 16
 lora_alpha = 32
@@ -53,16 +54,22 @@ check_effects = "auto"
 # %%
 # Check every parameter before any work: a wrong one stops here with a message that names it.
 from labhelpers.checks import check_int
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar, effects_checked
 
+schedule = workshop.steps("09", resolve_model(model_name), max_steps=max_steps, qlora_steps=qlora_steps,
+                          course_steps=course_steps)
+max_steps, qlora_steps, course_steps = schedule["max_steps"], schedule["qlora_steps"], schedule["course_steps"]
 cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 for name, value, low in (("qlora_steps", qlora_steps, 1), ("course_steps", course_steps, 1),
                          ("max_seq_len", max_seq_len, 16), ("n_test", n_test, 10), ("threads", threads, 0)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg, default_steps=400, default_bar=0.4)
-course_bar = 0.9 if accuracy_bar("auto", cfg, default_steps=400) is not None else None
-strict = effects_checked(check_effects, cfg)
+bar = accuracy_bar(min_accuracy, cfg, "09", schedule)
+course_bar = accuracy_bar("auto", cfg, "09", schedule, name="course_accuracy")
+strict = effects_checked(check_effects, cfg, "09", schedule)
+print(workshop.describe("09", cfg.model_path))
 print(f"model {cfg.model_path}; Olive LoRA {cfg.max_steps} steps, QLoRA {qlora_steps} steps; "
       f"accuracy bar {bar}; asserting measured effects: {strict}")
 
@@ -252,7 +259,7 @@ compare = pd.DataFrame({
                                      "train s": course_seconds},
 }).T
 display(compare.round(3))
-if course_bar is not None and course_steps >= 150:
+if course_bar is not None:
     assert course_scores["accuracy"] >= course_bar, f"the course's adapter scored {course_scores['accuracy']:.3f}"
 
 # %% [markdown]

@@ -10,7 +10,7 @@ here reads like an Olive config, and runs with ``python -m labhelpers finetune -
       - name: train_data
         type: HuggingfaceContainer
         load_dataset_config: {data_name: json, data_files: data/qa.jsonl}
-        pre_process_data_config: {text_template: "<|user|> {input}</s><|assistant|> {output}", max_seq_len: 128}
+        pre_process_data_config: {chat_template: {prompt: input, answer: output}, max_seq_len: 128}
     passes:
       lora:
         type: LoRA
@@ -24,19 +24,23 @@ here reads like an Olive config, and runs with ``python -m labhelpers finetune -
     output_dir: qa-run
     lab: {validation_fraction: 0.15, response_only: true, seed: 0}   # this course's extras
 
+``chat_template: {prompt: input, answer: output}`` (this course's extra) lets the model's own chat template
+write each row: the config then runs unchanged on any model with a chat template, and ``RunConfig.for_tokenizer``
+gives the resulting Olive-style ``text_template``. A hand-written ``text_template`` works as in Olive.
+
 Loaded with ``yaml.safe_load`` and checked key by key: unknown keys (with the closest known name),
 wrong types and bad values are named with the file and the key path, e.g. ``run.yaml: passes.lora.lora_alpha``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from labhelpers.checks import did_you_mean
-from labhelpers.data.templates import template_fields
+from labhelpers.data.templates import chat_text_template, template_fields
 from labhelpers.errors import ConfigError
 from labhelpers.models.presets import resolve_model
 from labhelpers.yamlfile import read_yaml
@@ -62,7 +66,11 @@ DATA_CONFIG = {
     "name": ((str,), None), "type": ((str,), "HuggingfaceContainer"),
     "load_dataset_config": {"data_name": ((str,), "json"), "data_files": ((str, list), None),
                             "split": ((str,), "train")},
-    "pre_process_data_config": {"text_template": ((str,), None), "max_seq_len": ((int,), 128)},
+    "pre_process_data_config": {"text_template": ((str, type(None)), None),
+                                "chat_template": {"prompt": ((str, type(None)), None),
+                                                  "answer": ((str, type(None)), None),
+                                                  "system": ((str, type(None)), None)},
+                                "max_seq_len": ((int,), 128)},
 }
 LAB = {"validation_fraction": ((float,), 0.15), "label_field": ((str, type(None)), None),
        "response_only": ((bool,), True), "seed": ((int,), 0), "eval_samples": ((int,), 64),
@@ -129,17 +137,26 @@ class RunConfig:
     train_files: list[str]
     eval_files: list[str] | None
     data_name: str
-    text_template: str
+    text_template: str  # "" until ``for_tokenizer`` writes it when the config names chat_template fields
     max_seq_len: int
     lora: dict
     training_args: dict
     output_dir: str
     lab: dict
     raw: dict = field(repr=False, default_factory=dict)
+    chat_template: dict | None = None  # {prompt, answer, system}: fields the model's chat template writes
 
     @property
     def response_field(self) -> str:
-        return template_fields(self.text_template)[-1]
+        return self.chat_template["answer"] if self.chat_template else template_fields(self.text_template)[-1]
+
+    def for_tokenizer(self, tokenizer) -> "RunConfig":
+        """This config with its ``text_template`` written by the tokenizer's chat template, where the config
+        asks for one (``chat_template: {prompt, answer}``); a hand-written template is kept as it is."""
+        if not self.chat_template:
+            return self
+        c = self.chat_template
+        return replace(self, text_template=chat_text_template(tokenizer, c["prompt"], c["answer"], system=c["system"]))
 
     def to_dict(self) -> dict:
         return {"config": self.source, "model_path": self.model_path, "train_files": self.train_files,
@@ -199,10 +216,18 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     _, train = data[lora["train_data_config"]]
     pre = train["pre_process_data_config"]
-    if pre["text_template"] is None:
-        raise ConfigError(f"{source}: data_configs[{data[lora['train_data_config']][0]}].pre_process_data_config."
-                          "text_template is required, e.g. \"<|user|> {input}</s><|assistant|> {output}\"")
-    if len(template_fields(pre["text_template"])) < 2:
+    where = f"data_configs[{data[lora['train_data_config']][0]}].pre_process_data_config"
+    chat = pre["chat_template"] if any(v is not None for v in pre["chat_template"].values()) else None
+    if (pre["text_template"] is None) == (chat is None):
+        raise ConfigError(f"{source}: {where} needs one of chat_template (e.g. {{prompt: input, answer: output}}: the "
+                          "model's own chat template writes each row) or text_template (e.g. "
+                          "\"User: {input}\\nAssistant: {output}\"), not " + ("both" if chat else "neither"))
+    if chat is not None:
+        for key in ("prompt", "answer"):
+            if not isinstance(chat[key], str) or not chat[key].isidentifier():
+                raise ConfigError(f"{source}: {where}.chat_template.{key} must name a column, e.g. "
+                                  f"{'input' if key == 'prompt' else 'output'} (got {chat[key]!r})")
+    elif len(template_fields(pre["text_template"])) < 2:
         raise ConfigError(f"{source}: text_template needs a prompt field and, last, the response field, e.g. "
                           "'User: {input}\\nAssistant: {output}'")
 
@@ -231,7 +256,8 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
         if (cand / "config.json").is_file():
             model_path = str(cand.resolve())
     return RunConfig(source=source, model_path=model_path, train_files=train_files, eval_files=eval_files,
-                     data_name=train["load_dataset_config"]["data_name"], text_template=pre["text_template"],
+                     data_name=train["load_dataset_config"]["data_name"], text_template=pre["text_template"] or "",
+                     chat_template=chat,
                      max_seq_len=pre["max_seq_len"], lora={k: lora[k] for k in ("r", "alpha", "lora_dropout",
                      "target_modules", "modules_to_save")}, training_args=ta, output_dir=cfg["output_dir"],
                      lab=cfg["lab"], raw=values)

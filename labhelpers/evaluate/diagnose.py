@@ -494,6 +494,7 @@ def diagnose_config(config, tokenizer=None, **kwargs) -> Diagnosis:
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     if tokenizer is None:
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+    cfg = cfg.for_tokenizer(tokenizer)
     ta = cfg.training_args
     settings = dict(template=cfg.text_template, max_seq_len=cfg.max_seq_len, method="lora",
                     learning_rate=ta["learning_rate"], max_steps=ta["max_steps"],

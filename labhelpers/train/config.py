@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from labhelpers.checks import check_choice, check_int, check_number, did_you_mean
 from labhelpers.constants import ADAPTER_METHODS
 from labhelpers.errors import ConfigError
-from labhelpers.models.presets import DEFAULT_MODEL, PRESETS, resolve_model
+from labhelpers.models.presets import resolve_model
+from labhelpers.train import workshop
 
 
 @dataclass
@@ -64,22 +65,25 @@ class TrainConfig:
         return asdict(self)
 
 
-def accuracy_bar(min_accuracy, config: TrainConfig, default_steps: int = 300, default_bar: float = 0.90):
-    """The accuracy a notebook asserts: ``"auto"`` means the lesson's bar on the embedded model with at
-    least the default schedule, and no bar (None) for other experiments; a number is used as given."""
-    if min_accuracy == "auto":
-        default_run = (config.model_path == PRESETS[DEFAULT_MODEL].path and config.max_steps >= default_steps)
-        return default_bar if default_run else None
-    if min_accuracy is None:
+def accuracy_bar(min_accuracy, config: TrainConfig, notebook: str, schedule: dict | None = None,
+                 name: str = "min_accuracy"):
+    """The accuracy a notebook asserts: ``"auto"`` means the bar measured for this model and notebook
+    (``labhelpers.train.workshop``) when the run's schedule is at least the workshop one, else None
+    (report only); None reports; a number is used as given."""
+    schedule = {"max_steps": config.max_steps} if schedule is None else schedule
+    value = workshop.bar(notebook, config.model_path, name, min_accuracy, schedule)
+    if value is None:
         return None
-    if not isinstance(min_accuracy, (int, float)) or not 0 <= min_accuracy <= 1:
-        raise ConfigError(f"min_accuracy={min_accuracy!r} must be 'auto', None or a number in [0, 1]")
-    return float(min_accuracy)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigError(f"{name}={min_accuracy!r} must be 'auto', None or a number in [0, 1]")
+    return float(value)
 
 
-def effects_checked(check_effects, config: TrainConfig) -> bool:
-    """Whether a notebook asserts its measured effects: ``"auto"`` on the embedded model only (the effects
-    were measured there), True always, False never (report only)."""
+def effects_checked(check_effects, config: TrainConfig, notebook: str, schedule: dict | None = None,
+                    name: str = "check_effects") -> bool:
+    """Whether a notebook asserts its measured effects: ``"auto"`` where they were measured to hold for this
+    model at this schedule (``labhelpers.train.workshop``), True always, False never (report only)."""
     if check_effects not in ("auto", True, False):
-        raise ConfigError(f"check_effects={check_effects!r} must be 'auto', True or False")
-    return check_effects is True or (check_effects == "auto" and config.model_path == PRESETS[DEFAULT_MODEL].path)
+        raise ConfigError(f"{name}={check_effects!r} must be 'auto', True or False")
+    schedule = {"max_steps": config.max_steps} if schedule is None else schedule
+    return workshop.bar(notebook, config.model_path, name, check_effects, schedule) is True

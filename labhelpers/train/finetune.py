@@ -162,6 +162,7 @@ class RunResult:
 
 def prepare_data(cfg: RunConfig, tokenizer):
     """Read, validate (stop on errors) and split: ``(DatasetDict(train, validation), counts, report)``."""
+    cfg = cfg.for_tokenizer(tokenizer)
     train = data_mod.read_all(cfg.train_files)
     evald = data_mod.read_all(cfg.eval_files) if cfg.eval_files else None
     fields = template_fields(cfg.text_template)
@@ -216,6 +217,8 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    cfg = cfg.for_tokenizer(tokenizer)
+    log(f"text template: {cfg.text_template!r}")
     splits, counts, report = prepare_data(cfg, tokenizer)
     if main:
         (out / "report.json").write_text(json.dumps({"summary": report.summary(), "label_counts": report.label_counts,

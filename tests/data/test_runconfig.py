@@ -96,5 +96,40 @@ def test_round_trip_through_dump(tmp_path):
     values = _base()
     values["data_configs"][0]["load_dataset_config"]["data_files"] = str(REPO_ROOT / "data" / "qa" / "train.jsonl")
     path = runconfig.dump_config(copy.deepcopy(values), tmp_path / "rt.yaml")
-    assert (runconfig.load_config(path).text_template
-            == values["data_configs"][0]["pre_process_data_config"]["text_template"])
+    assert (runconfig.load_config(path).chat_template
+            == {**values["data_configs"][0]["pre_process_data_config"]["chat_template"], "system": None})
+
+
+def test_chat_template_fields_let_each_model_write_its_own_rows(tiny_tokenizer):
+    from labhelpers.data.templates import chat_texts
+
+    cfg = runconfig.load_config(EXAMPLE)
+    assert cfg.text_template == "" and cfg.chat_template["answer"] == "output" and cfg.response_field == "output"
+    written = cfg.for_tokenizer(tiny_tokenizer)
+    row = {"input": "What is LoRA?", "output": "A low-rank adapter."}
+    assert written.text_template.format(**row) == chat_texts(tiny_tokenizer, row["input"], row["output"])[1]
+    assert written.for_tokenizer(tiny_tokenizer) == written and cfg.text_template == ""  # a copy, not a mutation
+
+
+def test_a_hand_written_text_template_is_kept_as_it_is(tiny_tokenizer):
+    values = _base()
+    pre = values["data_configs"][0]["pre_process_data_config"]
+    del pre["chat_template"]
+    pre["text_template"] = "User: {input}\nAssistant: {output}"
+    cfg = runconfig.from_dict(values, source="run.yaml", base_dir=EXAMPLE.parent)
+    assert cfg.for_tokenizer(tiny_tokenizer).text_template == "User: {input}\nAssistant: {output}"
+
+
+@pytest.mark.parametrize("pre, expect", [
+    ({"max_seq_len": 96}, "not neither"),
+    ({"chat_template": {"prompt": "input", "answer": "output"}, "text_template": "Q: {input} A: {output}"},
+     "not both"),
+    ({"chat_template": {"prompt": "input"}}, r"chat_template.answer must name a column"),
+    ({"chat_template": {"prompt": "my input", "answer": "output"}}, r"chat_template.prompt must name a column"),
+    ({"chat_template": {"prompt": "input", "answr": "output"}}, "did you mean 'answer'"),
+])
+def test_template_choice_errors_name_the_key(pre, expect):
+    values = _base()
+    values["data_configs"][0]["pre_process_data_config"] = pre
+    with pytest.raises(ConfigError, match=expect):
+        runconfig.from_dict(values, source="run.yaml", base_dir=EXAMPLE.parent)

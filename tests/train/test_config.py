@@ -1,7 +1,7 @@
 import pytest
 
 from labhelpers.errors import ConfigError, ModelError
-from labhelpers.train.config import TrainConfig, accuracy_bar
+from labhelpers.train.config import TrainConfig, accuracy_bar, effects_checked
 
 
 def test_defaults_resolve_to_the_embedded_model():
@@ -36,10 +36,23 @@ def test_unknown_key_suggests_the_close_one():
         TrainConfig.from_dict({"learning_rat": 1e-3}, source="run.yaml")
 
 
-def test_accuracy_bar():
-    assert accuracy_bar("auto", TrainConfig()) == 0.90
-    assert accuracy_bar("auto", TrainConfig(max_steps=20)) is None
-    assert accuracy_bar(0.5, TrainConfig(max_steps=20)) == 0.5
-    assert accuracy_bar(None, TrainConfig()) is None
+def test_accuracy_bar_takes_the_measured_bar_of_the_model_at_its_schedule():
+    assert accuracy_bar("auto", TrainConfig(), "02") == 0.90
+    assert accuracy_bar("auto", TrainConfig(max_steps=20), "02") is None      # shorter than measured: report
+    assert accuracy_bar("auto", TrainConfig(max_steps=900), "02") == 0.90     # longer keeps the bar
+    assert accuracy_bar(0.5, TrainConfig(max_steps=20), "02") == 0.5
+    assert accuracy_bar(None, TrainConfig(), "02") is None
+    assert accuracy_bar("auto", TrainConfig(max_steps=60), "03") == 0.90      # each notebook its own schedule
     with pytest.raises(ConfigError, match="min_accuracy"):
-        accuracy_bar(2, TrainConfig())
+        accuracy_bar(2, TrainConfig(), "02")
+    with pytest.raises(ConfigError, match="max_int4_drop"):
+        accuracy_bar(True, TrainConfig(), "06", name="max_int4_drop")
+
+
+def test_effects_checked_follows_the_table_and_the_schedule():
+    assert effects_checked("auto", TrainConfig(), "07", {"overfit_steps": 60, "poor_steps": 60})
+    assert not effects_checked("auto", TrainConfig(), "07", {"overfit_steps": 60, "poor_steps": 59})
+    assert effects_checked(True, TrainConfig(), "07", {"overfit_steps": 1, "poor_steps": 1})
+    assert not effects_checked(False, TrainConfig(), "07", {"overfit_steps": 60, "poor_steps": 60})
+    with pytest.raises(ConfigError, match="check_effects='yes'"):
+        effects_checked("yes", TrainConfig(), "07")

@@ -1,0 +1,146 @@
+"""Each notebook's workshop schedule and asserted bars, per model the course ships, in one table.
+
+A notebook's step counts default to ``"auto"``: the schedule measured for the model it runs on (the
+tiny Llama trains in a fraction of a second a step, SmolLM2-135M in about two). Its teaching asserts
+("auto" bars) use the bars measured with that schedule, for that model. A longer run keeps the bars (it
+should do at least as well); a shorter one, or a model not in the table, reports without asserting,
+and says so. Every bar sits below the figure measured with seed 0 on 2 CPU cores by the margin its
+comment states; ``tests/train/test_workshop.py`` checks the table's shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from labhelpers.errors import ConfigError
+from labhelpers.models.presets import PRESETS
+from labhelpers.paths import REAL_MODEL_DIR
+
+TINY, SMOLLM2 = "tiny", "smollm2-135m"
+AUTO = "auto"
+
+#: notebook -> model -> {"steps": the schedule (parameter -> value), "bars": asserted bar -> value}.
+#: A bar of True (for ``check_effects``/``assert_relations``) means: the notebook's own effect asserts hold
+#: for this model at this schedule (measured), so "auto" turns them on.
+WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
+    "01": {
+        TINY: {"steps": {"max_steps": 150}, "bars": {"assert_relations": True}},
+        SMOLLM2: {"steps": {"max_steps": 30}, "bars": {"assert_relations": True}},
+    },
+    "02": {
+        TINY: {"steps": {"max_steps": 300}, "bars": {"min_accuracy": 0.90}},
+        SMOLLM2: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.90}},
+    },
+    "03": {
+        TINY: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.90}},
+        SMOLLM2: {"steps": {"max_steps": 15}, "bars": {"min_accuracy": 0.80}},
+    },
+    "04": {
+        TINY: {"steps": {"qa_steps": 100, "task_steps": 150},
+               "bars": {"min_margin": {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3,
+                                       "summarization": 0.3}}},
+        SMOLLM2: {"steps": {"qa_steps": 30, "task_steps": 25},
+                  "bars": {"min_margin": {"qa": 0.3, "classification": 0.3, "generation": 0.3, "extraction": 0.2,
+                                          "summarization": 0.2}}},
+    },
+    "05": {
+        TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40}, "bars": {"min_accuracy": 0.90}},
+        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 30, "resume_steps": 10}, "bars": {"min_accuracy": 0.85}},
+    },
+    "06": {
+        TINY: {"steps": {"max_steps": 300, "qa_steps": 120}, "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05}},
+        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 30}, "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05}},
+    },
+    "07": {
+        TINY: {"steps": {"overfit_steps": 60, "poor_steps": 60}, "bars": {"check_effects": True}},
+        SMOLLM2: {"steps": {"overfit_steps": 30, "poor_steps": 20}, "bars": {"check_effects": True}},
+    },
+    "08": {
+        TINY: {"steps": {"adapter_steps": 100, "contrastive_steps": 80, "weighted_steps": 40},
+               "bars": {"check_effects": True}},
+        SMOLLM2: {"steps": {"adapter_steps": 30, "contrastive_steps": 20, "weighted_steps": 15},
+                  "bars": {"check_effects": True}},
+    },
+    "09": {
+        TINY: {"steps": {"max_steps": 400, "qlora_steps": 60, "course_steps": 150},
+               "bars": {"min_accuracy": 0.4, "course_accuracy": 0.9, "check_effects": True}},
+        SMOLLM2: {"steps": {"max_steps": 40, "qlora_steps": 10, "course_steps": 40},
+                  "bars": {"min_accuracy": 0.4, "course_accuracy": 0.85, "check_effects": True}},
+    },
+}
+
+
+#: Notebook 04, section 8: one run config on the tiny Llama and on SmolLM2, a task whose words the tiny corpus
+#: never holds (``labhelpers.data.world_data``, 30 held-out words, chance 1/3).
+WORLD_TASK = {"steps": {"world_steps": 40}, "bars": {"tiny_max": 0.60, "real_min": 0.80, "min_gap": 0.30}}
+
+
+def world_bars(real_model_path: str, world_steps: int) -> dict | None:
+    """Notebook 04's tiny-vs-real bars, when the real model is SmolLM2 and the run is at least the measured one."""
+    if model_key(real_model_path) != SMOLLM2 or world_steps < WORLD_TASK["steps"]["world_steps"]:
+        return None
+    return dict(WORLD_TASK["bars"])
+
+
+def model_key(model_path: str) -> str | None:
+    """The table's name for a resolved model path: ``tiny``, ``smollm2-135m`` (the converted folder or the
+    hub original), else None (a model the course does not ship: its runs report without asserting)."""
+    if model_path == PRESETS[TINY].path:
+        return TINY
+    if model_path == PRESETS[SMOLLM2].path:
+        return SMOLLM2
+    try:
+        if Path(model_path).resolve() == REAL_MODEL_DIR.resolve():
+            return SMOLLM2
+    except OSError:
+        return None
+    return None
+
+
+def entry(notebook: str, model_path: str) -> dict | None:
+    """``{"steps": ..., "bars": ...}`` for this notebook on this model, or None."""
+    if notebook not in WORKSHOP:
+        raise ConfigError(f"no workshop table for notebook {notebook!r}; known: {', '.join(WORKSHOP)}")
+    key = model_key(model_path)
+    return WORKSHOP[notebook].get(key) if key else None
+
+
+def steps(notebook: str, model_path: str, **values) -> dict:
+    """Each step parameter with ``"auto"`` replaced by this model's workshop schedule.
+
+    A model without a schedule needs explicit numbers: the error names the parameter and the fix."""
+    found = entry(notebook, model_path)
+    out = {}
+    for name, value in values.items():
+        if value != AUTO:
+            out[name] = value
+            continue
+        if found is None or name not in found["steps"]:
+            raise ConfigError(f"{name}='auto' has no workshop value for model {model_path!r} in notebook "
+                              f"{notebook}: set it, e.g. -p {name} 50")
+        out[name] = found["steps"][name]
+    return out
+
+
+def bar(notebook: str, model_path: str, name: str, value, schedule: dict):
+    """The bar a notebook asserts for ``name``: ``"auto"`` gives this model's measured bar when ``schedule``
+    (the step parameters in use) is at least the workshop one, else None (report only); anything else is
+    returned as given, for the notebook to check."""
+    if value != AUTO:
+        return value
+    found = entry(notebook, model_path)
+    if found is None or name not in found["bars"]:
+        return None
+    if any(schedule.get(k, 0) < v for k, v in found["steps"].items() if k in schedule):
+        return None
+    return found["bars"][name]
+
+
+def describe(notebook: str, model_path: str) -> str:
+    """One line a notebook prints: which schedule and bars apply, or why none do."""
+    found = entry(notebook, model_path)
+    if found is None:
+        return (f"no measured bars for {model_path} in notebook {notebook}: 'auto' asserts are off "
+                "(the run reports its figures)")
+    key = model_key(model_path)
+    return f"workshop setting for {key}: {found['steps']}; bars {found['bars']} (labhelpers/train/workshop.py)"
