@@ -43,7 +43,7 @@ def run_cli(steps: int, tmp: Path) -> dict:
     subprocess.run([sys.executable, "-m", "labhelpers", "finetune", "--config", str(cfg)], check=True,
                    capture_output=True, text=True)
     metrics = json.loads((out / "metrics.json").read_text())
-    return {"s_per_step": metrics["train_seconds"] / metrics["steps"]}
+    return {"s_per_step": metrics["train_seconds"] / metrics["steps"], "step": metrics["seconds_per_step"]}
 
 
 def run_loop(steps: int, rows: list[dict], tokenizer) -> dict:
@@ -58,16 +58,19 @@ def run_loop(steps: int, rows: list[dict], tokenizer) -> dict:
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=templates.IGNORE_INDEX,
                                       return_tensors="pt")
     g = torch.Generator().manual_seed(0)
-    tokens = 0
+    tokens, times = 0, []
     t0 = time.perf_counter()
     for _ in range(steps):
+        t = time.perf_counter()
         idx = torch.randint(len(rows), (8,), generator=g).tolist()
         batch = collator([rows[i] for i in idx])
         tokens += int(batch["attention_mask"].sum())
         model(**batch).loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return {"s_per_step": (time.perf_counter() - t0) / steps, "tokens": tokens / steps}
+        times.append(time.perf_counter() - t)
+    return {"s_per_step": (time.perf_counter() - t0) / steps, "step": statistics.median(times[1:]),
+            "tokens": tokens / steps}
 
 
 def main() -> None:
@@ -82,20 +85,26 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
     rows = [templates.encode(cfg.text_template, tokenizer, r, cfg.max_seq_len)
             for r in records.read_records(REPO_ROOT / "data" / "tone" / "train.jsonl").rows]
-    results = {"python -m labhelpers finetune": [], "plain PyTorch loop": []}
+    names = ("python -m labhelpers finetune", "plain PyTorch loop")
+    results = {kind: {n: [] for n in names} for kind in ("s_per_step", "step")}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.repeats):
-            results["python -m labhelpers finetune"].append(run_cli(args.steps, Path(tmp))["s_per_step"])
+            cli = run_cli(args.steps, Path(tmp))
             loop = run_loop(args.steps, rows, tokenizer)
-            results["plain PyTorch loop"].append(loop["s_per_step"])
+            for name, res in zip(names, (cli, loop)):
+                for kind in results:
+                    results[kind][name].append(res[kind])
     print(f"SmolLM2-135M LoRA r=8, batch 8 x ~{loop['tokens'] / 8:.0f} tokens, {args.steps} steps x {args.repeats} "
           f"alternating runs, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    for name, vals in results.items():
-        print(f"{name:<30} s/step: " + ", ".join(f"{v:5.2f}" for v in vals)
-              + f"   median {statistics.median(vals):5.2f}")
-    pairs = [a / b for a, b in zip(*results.values())]
-    print("ratio CLI / plain loop per pair: " + ", ".join(f"{r:.2f}" for r in pairs)
-          + f"   median {statistics.median(pairs):.2f}")
+    for kind, title in (("s_per_step", "wall time of the training call / steps (setup and final save included)"),
+                        ("step", "median optimizer step after the first (forward, backward, update)")):
+        print(f"-- {title}")
+        for name, vals in results[kind].items():
+            print(f"{name:<30} s/step: " + ", ".join(f"{v:5.2f}" for v in vals)
+                  + f"   median {statistics.median(vals):5.2f}")
+        pairs = [a / b for a, b in zip(*results[kind].values())]
+        print("ratio CLI / plain loop per pair: " + ", ".join(f"{r:.3f}" for r in pairs)
+              + f"   median {statistics.median(pairs):.3f}")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ lora_alpha = 16
 lora_dropout = 0.05
 train_split = "train[:640]"        # split slices, as Olive's --train_split / --eval_split take them
 eval_split = "validation[:48]"
-logging_steps = 10
-eval_steps = 20
+logging_steps = "auto"             # tiny: 10 (labhelpers/train/workshop.py)
+eval_steps = "auto"                # tiny: 20; the validation loss needs at least two
 compare_lora = True                # also train plain LoRA with the same settings, for the comparison
 seed = 0
 output_dir = ""
@@ -55,17 +55,22 @@ from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 from labhelpers.train.quantization import require_bitsandbytes
 
-max_steps = workshop.steps("03", resolve_model(model_name), max_steps=max_steps)["max_steps"]
+schedule = workshop.steps("03", resolve_model(model_name), max_steps=max_steps, logging_steps=logging_steps,
+                          eval_steps=eval_steps)
+max_steps, logging_steps, eval_steps = schedule["max_steps"], schedule["logging_steps"], schedule["eval_steps"]
 cfg = TrainConfig(model_name=model_name, method="qlora", max_steps=max_steps, learning_rate=learning_rate,
                   lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, batch_size=batch_size,
                   seed=seed, output_dir=output_dir, trust_remote_code=trust_remote_code)
 for name, value in {"grad_accum": grad_accum, "logging_steps": logging_steps, "eval_steps": eval_steps,
                     "n_test": n_test}.items():
     check_int(name, value, low=1)
+if 2 * eval_steps > max_steps:
+    raise ConfigError(f"eval_steps={eval_steps} with max_steps={max_steps} gives fewer than two validation losses "
+                      f"to compare: set eval_steps to at most {max(1, max_steps // 2)}")
 if quant_type not in ("nf4", "fp4"):
     raise ConfigError(f"quant_type={quant_type!r} must be 'nf4' or 'fp4'")
 require_bitsandbytes()     # a clear message, not a traceback, where bitsandbytes cannot run
-bar = accuracy_bar(min_accuracy, cfg, "03")
+bar = accuracy_bar(min_accuracy, cfg, "03", {"max_steps": max_steps})
 print(workshop.describe("03", cfg.model_path))
 print(f"QLoRA on {cfg.model_path}: {max_steps} steps x batch {batch_size} x accumulation {grad_accum} "
       f"= {max_steps * batch_size * grad_accum} rows; accuracy bar {bar}")

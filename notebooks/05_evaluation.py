@@ -29,7 +29,7 @@
 # (labhelpers/train/workshop.py; tiny: 300/120/40 steps, bar 0.90); a number sets it; None only reports.
 model_name = ""
 max_steps = "auto"         # upper bound: early stopping may end the run sooner
-eval_steps = 25            # validate (and checkpoint) every this many steps
+eval_steps = "auto"        # validate (and checkpoint) every this many steps (tiny: 25)
 early_stopping_patience = 3
 learning_rate = 1e-3
 lora_r = 8
@@ -50,14 +50,15 @@ from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
 
 schedule = workshop.steps("05", resolve_model(model_name), max_steps=max_steps, qa_steps=qa_steps,
-                          resume_steps=resume_steps)
-max_steps, qa_steps, resume_steps = schedule["max_steps"], schedule["qa_steps"], schedule["resume_steps"]
+                          resume_steps=resume_steps, eval_steps=eval_steps)
+max_steps, qa_steps, resume_steps, eval_steps = (schedule[k] for k in ("max_steps", "qa_steps", "resume_steps",
+                                                                       "eval_steps"))
 cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 for name, value, low in (("eval_steps", eval_steps, 1), ("early_stopping_patience", early_stopping_patience, 1),
                          ("qa_steps", qa_steps, 1), ("resume_steps", resume_steps, 2), ("n_test", n_test, 1)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg, "05", schedule)
+bar = accuracy_bar(min_accuracy, cfg, "05", {k: schedule[k] for k in ("max_steps", "qa_steps")})
 print(workshop.describe("05", cfg.model_path))
 print(f"model {cfg.model_path}; up to {cfg.max_steps} steps, validation every {eval_steps}; accuracy bar {bar}")
 

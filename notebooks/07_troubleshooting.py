@@ -181,8 +181,9 @@ ax.set_ylabel("loss")
 ax.legend()
 ax.set_title("Overfitting: the curves part ways")
 plt.show()
-assert val_curve[-1][1] > best_val + 0.08, "validation loss should turn up: that is the symptom"
-assert train_curve[-1][1] < 0.1, "training loss should keep falling"
+if strict:
+    assert val_curve[-1][1] > best_val + 0.08, "validation loss should turn up: that is the symptom"
+    assert train_curve[-1][1] < 0.1, "training loss should keep falling"
 
 # %% [markdown]
 # **Fix it.** The chapter's remedies, one at a time, each against the same problem run:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,27 @@ def prepare_data(cfg: RunConfig, tokenizer):
     return splits, counts, report
 
 
+class StepTimer(TrainerCallback):
+    """Wall seconds of each optimizer step (forward, backward, update), apart from setup, saving and evaluation."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self._t = None
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kw):
+        if self._t is not None:
+            self.seconds.append(time.perf_counter() - self._t)
+            self._t = None
+
+    def steady(self) -> float:
+        """Median step after the first (the first one warms caches and allocators up)."""
+        rest = self.seconds[1:] or self.seconds
+        return statistics.median(rest) if rest else float("nan")
+
+
 class Progress(TrainerCallback):
     """A Trainer callback printing one line per logging step (works in shells and notebooks)."""
 
@@ -254,7 +276,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     )
     trainer = Trainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
-                      callbacks=[Progress(log)])
+                      callbacks=[Progress(log), timer := StepTimer()])
 
     trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
     t0 = time.perf_counter()
@@ -272,6 +294,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
         metrics = {"eval_loss": eval_loss, "exact_match": em,
                    "final_train_loss": losses[-1] if losses else train_out.training_loss,
                    "train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+                   "seconds_per_step": round(timer.steady(), 4),
                    "train_rows": len(tok_train), "validation_rows": len(tok_val), "trainable_params": trainable,
                    "data_warnings": len(report.warnings), "truncated_rows": report.n_truncated(),
                    "world_size": world, "effective_batch_size": batch}

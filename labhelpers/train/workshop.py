@@ -25,27 +25,30 @@ AUTO = "auto"
 WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
     "01": {
         TINY: {"steps": {"max_steps": 150}, "bars": {"assert_relations": True}},
-        SMOLLM2: {"steps": {"max_steps": 30}, "bars": {"assert_relations": True}},
+        SMOLLM2: {"steps": {"max_steps": 15}, "bars": {"assert_relations": True}},
     },
     "02": {
         TINY: {"steps": {"max_steps": 300}, "bars": {"min_accuracy": 0.90}},
         SMOLLM2: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.90}},
     },
     "03": {
-        TINY: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.90}},
-        SMOLLM2: {"steps": {"max_steps": 15}, "bars": {"min_accuracy": 0.80}},
+        TINY: {"steps": {"max_steps": 60, "logging_steps": 10, "eval_steps": 20}, "bars": {"min_accuracy": 0.90}},
+        SMOLLM2: {"steps": {"max_steps": 10, "logging_steps": 2, "eval_steps": 5}, "bars": {"min_accuracy": 0.80}},
     },
     "04": {
         TINY: {"steps": {"qa_steps": 100, "task_steps": 150},
                "bars": {"min_margin": {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3,
                                        "summarization": 0.3}}},
-        SMOLLM2: {"steps": {"qa_steps": 30, "task_steps": 25},
-                  "bars": {"min_margin": {"qa": 0.3, "classification": 0.3, "generation": 0.3, "extraction": 0.2,
-                                          "summarization": 0.2}}},
+        SMOLLM2: {"steps": {"qa_steps": 20, "task_steps": 20},
+                  "bars": {"min_margin": {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.5,
+                                          "summarization": 0.5}}},
     },
     "05": {
-        TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40}, "bars": {"min_accuracy": 0.90}},
-        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 30, "resume_steps": 10}, "bars": {"min_accuracy": 0.85}},
+        TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40, "eval_steps": 25},
+               "bars": {"min_accuracy": 0.90}},
+        # measured (max_steps 60, qa 30): accuracy 0.915, Q&A exact match 1.00
+        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 20, "resume_steps": 10, "eval_steps": 10},
+                  "bars": {"min_accuracy": 0.85}},
     },
     "06": {
         TINY: {"steps": {"max_steps": 300, "qa_steps": 120}, "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05}},
@@ -72,7 +75,9 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
 
 #: Notebook 04, section 8: one run config on the tiny Llama and on SmolLM2, a task whose words the tiny corpus
 #: never holds (``labhelpers.data.world_data``, 30 held-out words, chance 1/3).
-WORLD_TASK = {"steps": {"world_steps": 40}, "bars": {"tiny_max": 0.60, "real_min": 0.80, "min_gap": 0.30}}
+#: Measured at 40 steps, seed 0: tiny 0.00 -> 0.00 (final train loss 4.6), SmolLM2 0.03 -> 1.00. The tiny bar is
+#: chance + 0.17 (a model that learned nothing useful stays under it); SmolLM2's allows 4 of 30 words wrong.
+WORLD_TASK = {"steps": {"world_steps": 40}, "bars": {"tiny_max": 0.50, "real_min": 0.85, "min_gap": 0.50}}
 
 
 def world_bars(real_model_path: str, world_steps: int) -> dict | None:
