@@ -42,8 +42,6 @@ def test_smoke_mode_writes_the_table(tmp_path):
     train = {r["method"]: r for r in rows if r["kind"] == "train"}
     assert set(train) == {"lora", "qlora", "full"}
     for method, r in train.items():
-        if method == "qlora" and importlib.util.find_spec("bitsandbytes") is None:
-            continue
         assert r["status"] == "measured", r
         assert float(r["sec_per_step"]) > 0 and float(r["peak_mb"]) > 0 and float(r["estimate_mb"]) > 0
         assert r["load_avg_before"] and r["load_avg_after"]          # every timing carries its load average

@@ -95,7 +95,6 @@ def test_bad_input_names_the_parameter(kw, name):
 
 
 def test_widget_builds_and_redraws():
-    pytest.importorskip("ipywidgets")
     box = memory_calculator(model="llama-3.2-1b", method="lora", available_gib=16.0)
     out = box.output
     first = out.value
@@ -111,7 +110,6 @@ def test_widget_builds_and_redraws():
 
 
 def test_widget_shows_bad_input_as_a_message():
-    pytest.importorskip("ipywidgets")
     box = memory_calculator(available_gib=16.0)
     box.controls["seq_len"].value = 0
     assert "seq_len=0" in box.output.value and "<table" not in box.output.value
@@ -134,7 +132,6 @@ def test_template_tokens_are_what_encode_trains(tiny_tokenizer):
 
 
 def test_playground_builds_and_redraws(tiny_tokenizer):
-    pytest.importorskip("ipywidgets")
     box = template_playground(tiny_tokenizer)
     out = box.output
     first = out.value
@@ -157,7 +154,6 @@ def test_playground_builds_and_redraws(tiny_tokenizer):
     ("<|user|> {input}</s><|assistant|> {output}</s></s>", ["DataError", "EOS"]),
 ])
 def test_playground_shows_a_bad_template_in_one_line(tiny_tokenizer, template, words):
-    pytest.importorskip("ipywidgets")
     box = template_playground(tiny_tokenizer)
     box.controls["template"].value = template
     shown = html.unescape(box.output.value)

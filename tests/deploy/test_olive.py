@@ -308,11 +308,21 @@ def test_olive_finetune_really_trains_an_adapter(tmp_path):
     # The adapter loads on the base in the main environment (transformers 4.57, peft).
     import torch
     from peft import PeftModel
+    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR), out / "adapter")
+    # LoRA starts with B = 0 (the adapter is a no-op): trained, every B has moved and the outputs change.
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    b_norms = [float(t.norm()) for name, t in weights.items() if "lora_B" in name]
+    assert b_norms and min(b_norms) > 0, "an untrained adapter (lora_B still zero) is not a trained one"
+    base = AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR)
     ids = torch.tensor([[1, 4, 369, 2, 5]])
-    assert model(ids).logits.shape == (1, 5, model.config.vocab_size)
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODEL_DIR), out / "adapter")
+        logits = model(ids).logits
+    assert logits.shape == (1, 5, model.config.vocab_size)
+    assert (logits - base_logits).abs().max() > 1e-4, "the adapter must change the model's outputs"
     assert os.path.samefile(config["base_model_name_or_path"], BASE_MODEL_DIR)
 
 

@@ -119,7 +119,6 @@ def test_lora_matches_peft_tensors_exactly():
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_qlora_weights_match_bitsandbytes_nf4(tmp_path, double_quant):
     """Codes + absmax (+ the second-level scales) that bitsandbytes stores for NF4 weights."""
-    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (see README: optional on some OSes)")
     import bitsandbytes as bnb
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 

@@ -11,7 +11,6 @@ LRS = {"full": 2e-4, "lora": 1e-3, "qlora": 1e-3, "ia3": 1e-1}
 
 
 def test_default_list_passes():
-    pytest.importorskip("bitsandbytes")
     assert check_methods(["full", "lora", "qlora", "ia3"], LRS) == ["full", "lora", "qlora", "ia3"]
     assert check_methods(("full", "lora"), LRS) == ["full", "lora"]
 
