@@ -26,7 +26,7 @@
 # 60 steps and 0.90 on the tiny Llama); a number sets it; a min_accuracy of None only reports.
 model_name = ""
 max_steps = "auto"                 # optimizer steps; each sees batch_size x grad_accum rows
-learning_rate = 5e-3
+learning_rate = "auto"             # tiny: 5e-3; a pretrained 135M model wants less (workshop.py)
 batch_size = 1                     # the chapter's memory-saving setting
 grad_accum = 16
 gradient_checkpointing = True
@@ -56,8 +56,9 @@ from labhelpers.train.config import TrainConfig, accuracy_bar
 from labhelpers.train.quantization import require_bitsandbytes
 
 schedule = workshop.steps("03", resolve_model(model_name), max_steps=max_steps, logging_steps=logging_steps,
-                          eval_steps=eval_steps)
-max_steps, logging_steps, eval_steps = schedule["max_steps"], schedule["logging_steps"], schedule["eval_steps"]
+                          eval_steps=eval_steps, learning_rate=learning_rate)
+max_steps, logging_steps, eval_steps, learning_rate = (schedule[k] for k in ("max_steps", "logging_steps",
+                                                                             "eval_steps", "learning_rate"))
 cfg = TrainConfig(model_name=model_name, method="qlora", max_steps=max_steps, learning_rate=learning_rate,
                   lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, batch_size=batch_size,
                   seed=seed, output_dir=output_dir, trust_remote_code=trust_remote_code)
@@ -220,6 +221,7 @@ q_trainer, q_seconds = train(qmodel, "qlora", gradient_checkpointing)
 print(f"QLoRA: {q_seconds:.0f} s ({cfg.max_steps * grad_accum / q_seconds:.1f} rows/s)")
 plots.loss_curve(q_trainer.state.log_history, title="QLoRA: train and validation loss")
 q_evals = [h["eval_loss"] for h in q_trainer.state.log_history if "eval_loss" in h]
+print("validation loss every", eval_steps, "steps:", [round(v, 4) for v in q_evals])
 assert q_evals[-1] < q_evals[0], "validation loss should fall"
 
 # %% [markdown]

@@ -1,5 +1,6 @@
 import json
 
+from labhelpers.evaluate.metrics import UNPARSEABLE, parse_label
 from labhelpers.train.tonetask import ToneTask
 
 
@@ -11,11 +12,15 @@ def _write(tmp_path, rows_by_split):
 def test_tone_task_encodes_and_scores(tmp_path, tiny_tokenizer, tiny_model):
     rows = [{"phrase": "I was glad.", "tone": "joy"}, {"phrase": "We were scared.", "tone": "fear"}]
     _write(tmp_path, {"train": rows, "validation": rows, "test": rows})
-    task = ToneTask(tiny_tokenizer, n_test=1, data_dir=tmp_path)
-    assert len(task.test) == 1 and task.prompts[0].endswith("<|assistant|>")
+    task = ToneTask(tiny_tokenizer, n_test=2, data_dir=tmp_path)
+    assert len(task.test) == 2 and task.prompts[0].endswith("<|assistant|>")
     assert set(task.train.column_names) == {"input_ids", "attention_mask", "labels"}
     assert task.train is task.train  # tokenized once
     answers, scores = task.evaluate(tiny_model)
-    assert len(answers) == 1 and 0 <= scores["accuracy"] <= 1
-    # An untrained test-size model names no tone: it must count as unparseable, not be guessed.
-    assert scores["unparseable"] == 1.0 - scores["accuracy"] or scores["accuracy"] == 1.0
+    assert len(answers) == 2
+    # The scores are those of the answers as parse_label reads them: a first word that names no tone is
+    # unparseable (and wrong), never guessed.
+    preds = [parse_label(a, task.labels) for a in answers]
+    truth = [r["tone"] for r in rows]
+    assert scores["accuracy"] == sum(p == t for p, t in zip(preds, truth)) / 2
+    assert scores["unparseable"] == sum(p == UNPARSEABLE for p in preds) / 2
