@@ -12,9 +12,10 @@ FILES = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 def test_entries_are_complete(stem):
     entry = NOTEBOOKS[stem]
     assert isinstance(entry.get("title"), str) and entry["title"].strip(), f"{stem}: needs a non-empty 'title'"
-    minutes = entry.get("cpu_minutes")
-    assert isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0, (
-        f"{stem}: 'cpu_minutes' must be a positive number, got {minutes!r}")
+    for key in ("cpu_minutes", "smollm2_minutes"):   # tiny Llama defaults; -p model_name smollm2-135m
+        minutes = entry.get(key)
+        assert isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes > 0, (
+            f"{stem}: {key!r} must be a positive number, got {minutes!r}")
 
 
 def test_every_notebook_file_is_catalogued():

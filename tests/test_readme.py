@@ -15,10 +15,20 @@ def test_quick_start_has_exactly_the_two_commands():
     assert commands == ["make course", "make test"]
 
 
+def _minutes(value) -> str:
+    return "< 1" if value <= 1 else f"≈ {value:g}"
+
+
 def test_every_notebook_is_listed_with_its_time():
+    # The table's last two cells are the catalog's measured minutes: tiny Llama, then SmolLM2.
     for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
-        assert f"`{path.name}`" in README, f"README's notebook table lacks {path.name}"
         assert path.stem in NOTEBOOKS, f"labhelpers/catalog.py lacks {path.stem}"
+        row = next((line for line in README.splitlines() if line.startswith(f"| `{path.name}`")), None)
+        assert row, f"README's notebook table lacks {path.name}"
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        entry = NOTEBOOKS[path.stem]
+        expected = [_minutes(entry["cpu_minutes"]), _minutes(entry["smollm2_minutes"])]
+        assert cells[-2:] == expected, (path.name, cells[-2:], expected)
 
 
 def test_ci_runs_the_readme_test_command():

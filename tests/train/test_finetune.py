@@ -10,6 +10,7 @@ import pytest
 
 from labhelpers.data import runconfig, task_data, templates
 from labhelpers.errors import ConfigError, DataError, OverwriteError
+from labhelpers.evaluate import textmetrics
 from labhelpers.paths import REPO_ROOT
 from labhelpers.train import finetune
 
@@ -63,7 +64,11 @@ def test_run_writes_adapter_and_metrics_then_refuses_to_overwrite(config_file, t
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["train_rows"] == 34 and metrics["validation_rows"] == 6
-    assert 0 <= metrics["exact_match"] <= 1 and metrics["params"]["lora_r"] == 4
+    assert metrics["params"]["lora_r"] == 4 and metrics["seconds_per_step"] > 0
+    # The reported exact match is the trained model's own, on the first eval_samples validation rows.
+    rows = result.splits["validation"].select(range(4)).to_list()
+    preds = finetune.answers(result.model, result.tokenizer, result.config.text_template, rows, max_new_tokens=4)
+    assert metrics["exact_match"] == textmetrics.exact_match(preds, [r["output"] for r in rows])
     assert any(line.startswith("step 4/4") for line in logs)
     before = sorted(p.name for p in out.iterdir())
     with pytest.raises(OverwriteError, match="refusing to overwrite"):
