@@ -22,7 +22,8 @@
 # - see how `labhelpers.deploy.olive.run_olive` turns Olive's failures, loud or quiet (exit code 0, no output),
 #   into one clear error.
 #
-# **Time on 2 CPU cores:** about 4 minutes. Each Olive command spends about 20 s starting up.
+# **Time on 2 CPU cores:** about 4 minutes (about 8 with `model_name smollm2-135m`). Each Olive command
+# spends about 20 s starting up.
 #
 # **Chapter:** Microsoft Olive; Example 1 (LoRA, then `auto-opt`), Example 3 (QLoRA), multi-adapter
 # deployment; Best practices → memory (`--per_device_train_batch_size 1 --gradient_accumulation_steps`).

@@ -16,7 +16,7 @@ def test_quick_start_has_exactly_the_two_commands():
 
 
 def _minutes(value) -> str:
-    return "< 1" if value <= 1 else f"≈ {value:g}"
+    return "< 1" if value < 1 else f"≈ {value:g}"
 
 
 def test_every_notebook_is_listed_with_its_time():
