@@ -20,7 +20,7 @@ NOTEBOOKS = {
     "05_evaluation": {"title": "Evaluation and monitoring", "cpu_minutes": 2, "smollm2_minutes": 6,
                       "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, "
                                  "ROUGE; resume; rubric"},
-    "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2, "smollm2_minutes": 9,
+    "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2, "smollm2_minutes": 10,
                            "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; "
                                       "switch LoRA adapters at run time; the serve app; Olive auto-opt"},
     "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 15,

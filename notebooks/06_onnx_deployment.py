@@ -20,7 +20,7 @@
 # - say what `olive auto-opt` does, in these terms.
 #
 # **Time on 2 CPU cores:** about 2½ minutes (two short trainings, five exports, the measurements);
-# about 9 minutes with `model_name smollm2-135m`.
+# about 10 minutes with `model_name smollm2-135m`.
 #
 # **Chapter:** Deployment → merging adapters, ONNX conversion and int4 quantisation (Olive `auto-opt`),
 # ONNX Runtime GenAI, multi-LoRA serving.
