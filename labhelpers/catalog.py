@@ -6,7 +6,7 @@ NOTEBOOKS = {
     "00_setup": {"title": "Setup check", "cpu_minutes": 0.5, "smollm2_minutes": 0.5,
                  "summary": "versions, hardware, dtype, which models fit this machine's memory"},
     "01_concepts": {"title": "What fine-tuning changes: full vs LoRA vs QLoRA vs adapters", "cpu_minutes": 3,
-                    "smollm2_minutes": 11,
+                    "smollm2_minutes": 19,
                     "summary": "transfer learning; four methods measured side by side; low-rank updates; "
                                "memory calculator"},
     "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 1, "smollm2_minutes": 6,

@@ -16,8 +16,8 @@
 # - template rows for the task-specific kinds (classification, generation, extraction, summarisation);
 # - estimate memory for real model sizes with a calculator, and check what fits this machine.
 #
-# **Time on 2 CPU cores:** about 3 minutes (five short training runs of 150 steps); about 11 minutes
-# with `model_name smollm2-135m` (30 steps each).
+# **Time on 2 CPU cores:** about 3 minutes (five short training runs of 150 steps); 11-19 minutes
+# with `model_name smollm2-135m` (30 steps each; two runs on this machine took 11 and 19 minutes).
 #
 # **Chapter:** Introduction (transfer learning); Why fine-tuning matters; Types of fine-tuning.
 
