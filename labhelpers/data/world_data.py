@@ -1,9 +1,10 @@
 """A task that needs world knowledge: sort a word into country, sport or body part.
 
 None of these words occurs in the tiny Llama's pretraining corpus (``tests/data/test_world_data.py``
-checks it against the corpus itself), and the test split's words never occur in training. So fine-tuning
-can teach the task's format, but only a base model that learned what "Kenya" or "badminton" is in
-pretraining can answer a held-out word: the tiny model stays near chance (1/3), a real one does not.
+checks it against the corpus itself), and the test split's words never occur in training. Only a base model
+that learned what "Kenya" or "badminton" is in pretraining can answer a held-out word: measured in notebook 04
+(40 LoRA steps), the tiny model does not even learn the new label words (0.00, below the chance of 1/3),
+SmolLM2-135M gets 1.00.
 Rows are ``{"text", "label"}`` like the course's other classification data.
 """
 
