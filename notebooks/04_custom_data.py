@@ -476,6 +476,8 @@ print(exercises.check_error_lines(answer, broken_report))
 # - A YAML config with Olive's names (`alpha`, `training_args`, `input_model: {type: HfModel}`) runs the
 #   whole path from a notebook or a shell, into a run folder it never overwrites.
 # - Each task type needs its own metric; all four beat the base model after about 20 seconds of LoRA each.
+# - Fine-tuning teaches a task and its format; the knowledge comes from the base model. On a task whose
+#   words it never saw, the tiny Llama learns nothing in 40 steps while SmolLM2 sorts held-out words right.
 
 # %%
 total_seconds = time.perf_counter() - t_start
