@@ -245,7 +245,7 @@ except DataError as err:
 # %%
 # Try it: edit the template or the fields. Green tokens are trained, grey ones masked (label -100).
 # Try "User: {input}\nAssistant: {output}", a {question} placeholder, or a small max_seq_len.
-widgets.template_playground(tokenizer, template=TEMPLATE,
+widgets.template_playground(tokenizer, template=templates.chat_text_template(tokenizer, "input", "output"),
                             row={"input": "What does the word gloomy mean?", "output": "It means sad."})
 
 # %% [markdown]
