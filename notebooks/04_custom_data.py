@@ -488,8 +488,8 @@ for row in task_scores:
     summary[f"{row['task']}_base"] = row["base"]
     summary[f"{row['task']}_finetuned"] = row["fine-tuned"]
 for name, row in world.items():
-    summary[f"world_{name.replace('-', '_').replace('.', '_')}_base"] = row["base"]
-    summary[f"world_{name.replace('-', '_').replace('.', '_')}_finetuned"] = row["fine-tuned"]
+    key = "world_" + name.replace("-", "_").replace(".", "_")
+    summary[f"{key}_base"], summary[f"{key}_finetuned"] = row["base"], row["fine-tuned"]
 params = {**cfg.to_dict(), "qa_steps": qa_steps, "task_steps": task_steps, "n_eval": n_eval,
           "validation_fraction": validation_fraction, "world_model": world_model, "world_steps": world_steps,
           "world_lr": world_lr}
