@@ -136,3 +136,30 @@ def test_example_configs_load_with_accelerate(name):
     assert "CI" in header
     if name == "multi_node.yaml":
         assert cfg.num_machines == 2 and cfg.main_process_ip and cfg.main_process_port and cfg.machine_rank == 0
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_cli_leaves_the_process_group(monkeypatch, tmp_path, fails):
+    """`labhelpers finetune` shuts the process group down itself, on success and on a refused run
+    (left to interpreter exit, gloo's threads can abort the process: pytorch/pytorch#190489)."""
+    import types
+
+    import torch.distributed as dist
+
+    from labhelpers import __main__ as cli
+    from labhelpers.errors import ConfigError
+    from labhelpers.train import finetune
+
+    def fake_run(config, resume=False):
+        if fails:
+            raise ConfigError("refusing to overwrite")
+        return types.SimpleNamespace(run_dir=tmp_path)
+
+    monkeypatch.setattr(finetune, "run", fake_run)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        assert cli.finetune(["--config", "run.yaml"]) == (2 if fails else 0)
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
