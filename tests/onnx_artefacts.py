@@ -133,6 +133,15 @@ def genai_runtime(base: str, root: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def genai_runtime_int4(base: str, root: str) -> Path:
+    """int4 GenAI folder of the base with float LoRA inputs (template: adapter A)."""
+    from labhelpers.deploy.export import build_genai
+
+    return build_genai(base, Path(root) / "genai-runtime-int4", "int4", adapter_dir=adapters(base, root)["A"],
+                       runtime_adapters=True)
+
+
+@functools.lru_cache(maxsize=None)
 def onnx_adapters(base: str, root: str) -> dict:
     from labhelpers.deploy.export import write_onnx_adapter
 

@@ -131,21 +131,32 @@ def test_builder_without_outputs_is_an_error_with_its_log(base, tmp_path, monkey
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
 
 
-def test_int4_build_keeps_lora_matmuls_out_of_quantization(base, tmp_path, monkeypatch):
-    seen = []
-    monkeypatch.setattr(export.subprocess, "run",
-                        lambda cmd, **kw: seen.append(cmd) or subprocess.CompletedProcess(cmd, 1, "", "stop"))
-    adapter = tmp_path / "ad"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
-    (adapter / "adapter_model.safetensors").write_bytes(b"")
-    with pytest.raises(ModelError, match="exit code 1"):
-        export.build_genai(base, tmp_path / "out", precision="int4", adapter_dir=adapter, runtime_adapters=True)
-    extra = seen[0][seen[0].index("--extra_options") + 1:]
-    excluded = next(e for e in extra if e.startswith("nodes_to_exclude=")).split("=", 1)[1].split(",")
-    assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in excluded
-    assert "/model/layers.0/mlp/down_proj/lora_B/MatMul" in excluded
-    assert any(e == f"adapter_path={adapter.resolve()}" for e in extra)
+def test_int4_build_keeps_lora_matmuls_out_of_quantization(base, root, tmp_path):
+    """A real int4 build with runtime adapters: base projections become MatMulNBits, the LoRA MatMuls stay
+    float MatMuls fed by graph inputs, and an adapter loaded at run time changes the answers."""
+    import onnx
+
+    folder = art.genai_runtime_int4(base, root)
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    lora = {name: op for name, op in ops.items() if "/lora_" in name}
+    assert len(lora) == 7 * 2 and set(lora.values()) == {"MatMul"}, lora  # 1 layer x 7 projections x (A, B)
+    assert "/model/layers.0/attn/q_proj/lora_A/MatMul" in lora and "/model/layers.0/mlp/down_proj/lora_B/MatMul" in lora
+    quantized = [name for name, op in ops.items() if op == "MatMulNBits"]
+    assert any("/attn/q_proj/" in n for n in quantized) and any("/mlp/down_proj/" in n for n in quantized), quantized
+    inputs = export.lora_inputs(folder)
+    assert len(inputs) == 14 and inputs["model.layers.0.attn.q_proj.lora_A.MatMul.weight"] == (32, None)
+
+    adapter = export.write_onnx_adapter(art.adapters(base, root)["A"], folder, tmp_path / "A.onnx_adapter")
+    model = GenAIModel(folder, threads=1)
+    model.load_adapter(adapter, "A")
+    prompt = art.chat_prompts(base)[0]
+    plain = model.generate_tokens(prompt, art.NEW_TOKENS)
+    tuned = model.generate_tokens(prompt, art.NEW_TOKENS, adapter="A")
+    assert tuned != plain  # the float LoRA path is live in the int4 graph
+    # Measured: on this prompt the int4 base + runtime A gives PyTorch's merged-A tokens, all 12 (the
+    # other prompt parts after 1 token, where int4 rounding tips a near tie); the base alone repeats one id.
+    assert tuned == list(art.pytorch_tokens(str(art.merged_a(base, root)))[0])
 
 
 def test_adapter_shape_check_accepts_int4_blocks_and_catches_float_rank_mismatch():
