@@ -5,7 +5,7 @@ import pytest
 
 from labhelpers.errors import ConfigError
 from labhelpers.memory import estimate
-from labhelpers.memory.fitcheck import HEADROOM, OVERHEAD, plan_training, predict_gib
+from labhelpers.memory.fitcheck import HEADROOM, plan_training, predict_gib
 from labhelpers.models.shapes import shape_of
 
 
@@ -95,4 +95,6 @@ def test_prediction_is_close_to_the_measured_peak_on_the_embedded_model():
     predicted = predict_gib(shape_of("tiny"), {
         "method": "lora", "precision": "fp32", "batch_size": 8, "seq_len": 128, "lora_r": 8, "lora_dropout": 0.05,
         "gradient_checkpointing": False})
-    assert measured_gib * 0.9 <= predicted <= measured_gib * OVERHEAD * 1.25, (measured_gib, predicted)
+    # Measured 2026-12-01, 3 fresh processes: 0.194 GiB each, prediction 0.188 (ratio 0.967-0.969). Window: that
+    # ratio +-5 %. Dropping the dropout-mask term gives 0.69, pricing batch 7 instead of 8 gives 0.86.
+    assert 0.92 <= predicted / measured_gib <= 1.02, (measured_gib, predicted)
