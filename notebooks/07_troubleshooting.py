@@ -519,8 +519,8 @@ def encode_rows(rows_, max_length=64, eos=True, mask_prompt=True):
     for r in rows_:
         ex = templates.tokenize_example(tokenizer, *templates.chat_texts(tokenizer, r["phrase"], r["tone"]),
                                         max_length=max_length, response_only=mask_prompt)
-        if not eos:   # drop the final EOS from ids and labels: the model never sees where an answer ends
-            ex = {k: v[:-1] for k, v in ex.items()}
+        if not eos:   # cut the final EOS (and ChatML's newline after it): the model never sees where an answer ends
+            ex = templates.without_eos(ex, tokenizer)
         out.append(ex)
     return out
 

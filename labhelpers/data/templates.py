@@ -106,6 +106,24 @@ def tokenize_example(tokenizer, prompt_text: str, full_text: str, max_length: in
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
 
 
+def eos_end(ids: list[int], tokenizer) -> int | None:
+    """Index of the EOS that ends ``ids``, past the whitespace a chat template writes after it (ChatML ends
+    a turn with ``<|im_end|>`` then a newline); None when the sequence does not end with EOS."""
+    i = len(ids) - 1
+    while i >= 0 and ids[i] != tokenizer.eos_token_id and not tokenizer.decode([ids[i]]).strip():
+        i -= 1
+    return i if i >= 0 and ids[i] == tokenizer.eos_token_id else None
+
+
+def without_eos(example: dict, tokenizer) -> dict:
+    """``example`` cut before its final EOS (and what the template writes after it): what training data
+    looks like when the template forgets EOS, so the model never sees where an answer ends."""
+    end = eos_end(example["input_ids"], tokenizer)
+    if end is None:
+        raise DataError("the example does not end with EOS: there is nothing to remove")
+    return {k: v[:end] for k, v in example.items()}
+
+
 def show_trained_tokens(tokenizer, example: dict) -> list[tuple[str, bool]]:
     """``[(token, trained?)]`` for one tokenized example: what the loss actually sees."""
     tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])

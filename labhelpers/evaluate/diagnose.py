@@ -28,7 +28,7 @@ from labhelpers.checks import check_choice, check_int
 from labhelpers.constants import METHODS
 from labhelpers.data.records import Records, as_records, read_all
 from labhelpers.data.runconfig import RunConfig, load_config
-from labhelpers.data.templates import IGNORE_INDEX, chat_texts, render_template, texts, tokenize_example
+from labhelpers.data.templates import IGNORE_INDEX, chat_texts, eos_end, render_template, texts, tokenize_example
 from labhelpers.data.validation import validate
 from labhelpers.errors import ConfigError, DataError
 
@@ -222,8 +222,8 @@ def _truncated(built: _Built | None, examples: list[dict] | None, max_seq_len: i
         return [fl > max_seq_len for fl in built.full_lens]
     if examples is not None:
         # Without the untruncated text: an example at the cap that does not end in EOS was cut.
-        eos_id = tokenizer.eos_token_id
-        return [len(e["input_ids"]) >= max_seq_len and e["input_ids"][-1] != eos_id for e in examples]
+        return [len(e["input_ids"]) >= max_seq_len and eos_end(e["input_ids"], tokenizer) is None
+                for e in examples]
     return [False] * n
 
 
@@ -335,7 +335,7 @@ def _check_no_eos(recs: Records, tokenizer, examples: list[dict] | None,
         trained = [lab for lab in _labels(e) if lab != IGNORE_INDEX]
         # All-masked examples are labels_all_masked's; truncated ones lost their EOS to the cut, and
         # answers_truncated reports those.
-        if trained and not truncated[i] and trained[-1] != eos_id:
+        if trained and not truncated[i] and eos_end(trained, tokenizer) is None:
             no_eos.append(recs.lines[i])
     if not no_eos:
         return []

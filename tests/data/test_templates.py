@@ -96,3 +96,23 @@ def test_chat_text_template_refuses_a_format_whose_prompt_is_not_a_prefix(tiny_t
                          "{% if add_generation_prompt %}<gen>{% endif %}")
     with pytest.raises(DataError, match="prefix"):
         T.chat_text_template(tok, "q", "a")
+
+
+@pytest.mark.parametrize("model", ["tiny", "smollm2"])
+def test_without_eos_cuts_the_final_eos_and_what_follows(tiny_tokenizer, model):
+    """The tiny Llama ends an answer with </s>; SmolLM2's ChatML with <|im_end|> and a newline."""
+    from transformers import AutoTokenizer
+
+    from labhelpers.paths import REAL_MODEL_DIR
+
+    tok = tiny_tokenizer if model == "tiny" else AutoTokenizer.from_pretrained(REAL_MODEL_DIR)
+    ex = T.tokenize_example(tok, *T.chat_texts(tok, "what a day", "joy"), max_length=64)
+    end = T.eos_end(ex["input_ids"], tok)
+    assert ex["input_ids"][end] == tok.eos_token_id
+    assert len(ex["input_ids"]) - end == (1 if model == "tiny" else 2)  # ChatML's "\n" after <|im_end|>
+    cut = T.without_eos(ex, tok)
+    assert tok.eos_token_id not in cut["labels"][-3:] and T.eos_end(cut["input_ids"], tok) is None
+    assert {k: len(v) for k, v in cut.items()} == {k: end for k in ex}
+    assert tok.decode(cut["input_ids"]).endswith("joy")
+    with pytest.raises(DataError, match="does not end with EOS"):
+        T.without_eos(cut, tok)

@@ -236,3 +236,24 @@ def test_missing_fields_name_the_row(tok, tone):
         diagnose(tone, tok, chat_fields=("input", "output"))
     with pytest.raises(DataError, match="empty"):
         diagnose([], tok)
+
+
+def test_no_eos_understands_chatml():
+    """SmolLM2's answers end "<|im_end|>\\n": flagged only when <|im_end|> itself is missing."""
+    from transformers import AutoTokenizer
+
+    from labhelpers.paths import REAL_MODEL_DIR
+
+    smol = AutoTokenizer.from_pretrained(REAL_MODEL_DIR)
+    rows = [{"phrase": f"what a day number {i}", "tone": "joy" if i % 2 else "anger"} for i in range(20)]
+    good = [encode_tone(smol, r) for r in rows]
+    assert smol.decode(good[0]["input_ids"][-2:]) == "<|im_end|>\n"
+    kw = dict(chat_fields=("phrase", "tone"), max_seq_len=64)
+    assert "no_eos" not in diagnose(rows, smol, encoded=good, **kw).codes
+    assert "no_eos" in diagnose(rows, smol, encoded=[templates.without_eos(e, smol) for e in good], **kw).codes
+    # From the examples alone (no fields to rebuild the text), one at the length cap that ends "<|im_end|>\n"
+    # is whole, not truncated; cut before its <|im_end|>, it is.
+    cap = max(len(e["input_ids"]) for e in good)
+    assert "answers_truncated" not in diagnose(rows, smol, encoded=good, max_seq_len=cap).codes
+    cut = [{k: v[:cap - 2] for k, v in e.items()} if len(e["input_ids"]) == cap else e for e in good]
+    assert "answers_truncated" in diagnose(rows, smol, encoded=cut, max_seq_len=cap - 2).codes
