@@ -23,3 +23,15 @@ class OverwriteError(LabError, FileExistsError):
 
 class OliveError(LabError):
     """Olive's CLI is missing, failed, or finished without the outputs it promised (names the command)."""
+
+
+def expect_error(error: type[BaseException], call, *args, **kwargs) -> BaseException:
+    """``call(*args, **kwargs)`` and return the ``error`` it raises; AssertionError when it raises none.
+
+    For notebook cells that show an error on purpose: printed inside ``except`` alone, such a cell would
+    stay green if the error stopped coming."""
+    try:
+        call(*args, **kwargs)
+    except error as err:
+        return err
+    raise AssertionError(f"{getattr(call, '__qualname__', call)} was expected to raise {error.__name__} and did not")

@@ -173,7 +173,9 @@ footprint = pd.DataFrame({
 footprint["linear vs fp32"] = footprint["linear layers (MB)"] / footprint.loc["fp32", "linear layers (MB)"]
 display(footprint.round(3))
 linear_ratio = footprint.loc[quant_type, "linear vs fp32"]
-assert linear_ratio <= 0.30, f"4-bit linear weights should take <= 30 % of fp32, got {linear_ratio:.1%}"
+# 4 bits + one fp32 scale per 64 weights is 4.5 bits = 0.141 of fp32; with double quant measured 0.131 (tiny
+# Llama) and 0.129 (SmolLM2). int8 measured 0.253 and 0.251 (the table above): the bar 0.16 fails it.
+assert linear_ratio <= 0.16, f"4-bit linear weights should take <= 16 % of fp32, got {linear_ratio:.1%}"
 del model_8bit
 
 # %% [markdown]

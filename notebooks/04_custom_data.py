@@ -92,7 +92,7 @@ from labhelpers import runs
 from labhelpers.course import exercises, widgets
 from labhelpers.data import records, runconfig, task_data, templates, validation, world_data
 from labhelpers.data.tone_data import TONES
-from labhelpers.errors import DataError
+from labhelpers.errors import DataError, OverwriteError, expect_error
 from labhelpers.evaluate import plots, textmetrics
 from labhelpers.evaluate.metrics import classification_scores, parse_label
 from labhelpers.train import finetune
@@ -122,10 +122,7 @@ two.write_text(json.dumps([
 chapter_rows = records.read_records(two)
 print(len(chapter_rows), "records, starting on lines", chapter_rows.lines)
 print("report:", validation.validate(chapter_rows, required={"input": str, "output": str}).summary())
-try:
-    records.split(chapter_rows, validation=validation_fraction)
-except DataError as err:
-    print("DataError:", err)
+print("DataError:", expect_error(DataError, records.split, chapter_rows, validation=validation_fraction))
 
 # %% [markdown]
 # ## 2 · A generated Q&A dataset in `input`/`output` form
@@ -183,14 +180,9 @@ broken_report = validation.validate(records.Records(str(broken), rows, list(rang
                               others={"test": qa_test})
 with pd.option_context("display.max_colwidth", 90):
     display(broken_report.to_frame()[["level", "kind", "line", "field", "message"]])
-try:
-    records.read_records(broken)
-except DataError as err:
-    print("reading the file itself stops at the first blocker:\n ", err)
-try:
-    broken_report.raise_for_errors()
-except DataError as err:
-    print(str(err).splitlines()[0], "(the first lines of the error)")
+print("reading the file itself stops at the first blocker:\n ", expect_error(DataError, records.read_records, broken))
+err = expect_error(DataError, broken_report.raise_for_errors)
+print(str(err).splitlines()[0], "(the first lines of the error)")
 assert hashlib.sha256(broken.read_bytes()).hexdigest() == before, "the input file must not change"
 
 # %%
@@ -207,12 +199,9 @@ for name, content in samples.items():
     path = run_dir / "bad" / name
     path.parent.mkdir(exist_ok=True)
     path.write_bytes(content)
-    try:
-        records.read_records(path)
-        print(f"{name}: loaded")
-    except DataError as err:
-        print(f"{name}: {str(err).replace(str(path.parent) + '/', '')}\n")
-    assert path.read_bytes() == content
+    err = expect_error(DataError, records.read_records, path)   # every sample is broken on purpose
+    print(f"{name}: {str(err).replace(str(path.parent) + '/', '')}\n")
+    assert path.name in str(err) and path.read_bytes() == content   # the error names the file; the file is unchanged
 
 # %% [markdown]
 # ## 4 · Template: prompt, answer, EOS once, and what the loss trains
@@ -236,11 +225,8 @@ trained = [t for t, on in shown if on]
 # EOS once, closing the answer; ChatML then writes a newline after it, which the model may also learn.
 eos_at = [i for i, t in enumerate(trained) if t == tokenizer.eos_token]
 assert len(eos_at) == 1 and not tokenizer.convert_tokens_to_string(trained[eos_at[0] + 1:]).strip(), trained
-try:
-    templates.render_template("User: {question}\nAssistant: {output}", qa_records.rows[0],
-                              where=f"{qa_records.where(0)}")
-except DataError as err:
-    print("DataError:", err)
+print("DataError:", expect_error(DataError, templates.render_template, "User: {question}\nAssistant: {output}",
+                                 qa_records.rows[0], where=f"{qa_records.where(0)}"))
 
 # %%
 # Try it: edit the template or the fields. Green tokens are trained, grey ones masked (label -100).
@@ -288,10 +274,7 @@ config_path = runconfig.dump_config(qa_config, run_dir / "qa_run.yaml")
 print(config_path.read_text())
 chapter_style = json.loads(json.dumps(qa_config))
 chapter_style["passes"]["lora"]["lora_alpha"] = chapter_style["passes"]["lora"].pop("alpha")
-try:
-    runconfig.from_dict(chapter_style, source="chapter.yaml")
-except ConfigError as err:
-    print("ConfigError:", err)
+print("ConfigError:", expect_error(ConfigError, runconfig.from_dict, chapter_style, source="chapter.yaml"))
 
 
 # %%
@@ -311,10 +294,8 @@ with pd.option_context("display.max_colwidth", 60):
 print("exact match on the test questions:", qa_scores)
 if margins is not None:
     assert qa_scores["fine-tuned"] - qa_scores["base"] >= margins["qa"], qa_scores
-try:
-    finetune.run(config_path, log=None)
-except Exception as err:
-    print(f"running it again: {type(err).__name__}: {err}")
+err = expect_error(OverwriteError, finetune.run, config_path, log=None)   # the finished run is never overwritten
+print(f"running it again: {type(err).__name__}: {err}")
 
 # %% [markdown]
 # ## 7 · The four task types

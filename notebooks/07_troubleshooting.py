@@ -61,7 +61,7 @@ check_effects = "auto"
 # %%
 # Check the parameters first: a wrong one stops here, named.
 from labhelpers.checks import check_int
-from labhelpers.errors import ConfigError
+from labhelpers.errors import ConfigError, expect_error
 from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
@@ -207,11 +207,11 @@ for name, lora in (("chapter", {"lora_alpha": 16, "lora_dropout": 0.1, "weight_d
     values["data_configs"][0]["load_dataset_config"]["data_files"] = qa_cfg.train_files
     values["passes"]["lora"].pop("alpha")
     values["passes"]["lora"].update(lora)
-    try:
+    if name == "chapter":   # the chapter's names are refused, with the fix
+        print(f"{name}: {expect_error(ConfigError, runconfig.from_dict, values, source=f'{name}.yaml')}")
+    else:
         runconfig.from_dict(values, source=f"{name}.yaml")
         print(f"{name}: accepted")
-    except ConfigError as err:
-        print(f"{name}: {err}")
 
 # %%
 remedies = {
