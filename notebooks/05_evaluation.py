@@ -155,6 +155,15 @@ display(history.tail(6).round(3))
 evals = history.dropna(subset=["eval_loss"])
 assert evals["eval_loss"].iloc[0] > trainer.state.best_metric, "validation loss should fall during training"
 assert trainer.state.best_metric == evals["eval_loss"].min()
+# load_best_model_at_end really put the best weights back: evaluating them now gives the best loss again.
+reloaded_loss = trainer.evaluate()["eval_loss"]
+assert abs(reloaded_loss - trainer.state.best_metric) < 1e-3, (reloaded_loss, trainer.state.best_metric)
+if trainer.state.global_step < cfg.max_steps:   # stopped early: `patience` validations without improvement
+    assert trainer.state.global_step == best_step + early_stopping_patience * eval_steps, trainer.state.global_step
+    print(f"stopped early at step {trainer.state.global_step}: {early_stopping_patience} validations after the best")
+else:
+    print(f"ran all {cfg.max_steps} steps: fewer than {early_stopping_patience} validations without improvement "
+          f"came after the best (step {best_step})")
 print(f"throughput {history['samples_per_s'].iloc[-1]:.1f} samples/s, {history['tokens_per_s'].iloc[-1]:.0f} tokens/s; "
       f"memory {history['memory_mb'].max():.0f} MB")
 
