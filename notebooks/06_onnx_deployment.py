@@ -66,6 +66,7 @@ for name, value, low in (("qa_steps", qa_steps, 1), ("n_test", n_test, 1), ("n_p
     check_int(name, value, low=low)
 bar = accuracy_bar(min_accuracy, cfg, "06", schedule)
 int4_bar = accuracy_bar(max_int4_drop, cfg, "06", schedule, name="max_int4_drop")
+int8_bar = accuracy_bar("auto", cfg, "06", schedule, name="max_int8_drop")   # the table's, for optimum's int8
 print(workshop.describe("06", cfg.model_path))
 print(f"model {cfg.model_path}; tone adapter {cfg.max_steps} steps, Q&A adapter {qa_steps} steps; "
       f"accuracy bar {bar}, int4 may lose at most {int4_bar}")
@@ -363,6 +364,9 @@ for name in ("optimum fp32", "GenAI fp32"):
 assert mb["GenAI int4"] < 0.5 * mb["GenAI fp32"] and mb["optimum int8"] < 0.8 * mb["optimum fp32"]
 if int4_bar is not None:
     assert int4_drop <= int4_bar, f"int4 lost {int4_drop:.3f} accuracy (> {int4_bar})"
+int8_drop = acc["PyTorch fp32"] - acc["optimum int8"]
+if int8_bar is not None:
+    assert int8_drop <= int8_bar, f"optimum's int8 lost {int8_drop:.3f} accuracy (> {int8_bar})"
 
 # %% [markdown]
 # Read the table as a deployment decision. The fp32 exports are the same model (same tokens, same
@@ -524,6 +528,7 @@ print(exercises.check_lora_inputs(answer, lora_graph_inputs))
 # %%
 summary = {"tone_adapter_accuracy": adapter_scores["accuracy"], "train_seconds": round(train_seconds, 1),
            "qa_exact_match": qa_result.metrics["exact_match"], "int4_accuracy_drop": float(int4_drop),
+           "int8_accuracy_drop": float(int8_drop),
            "lora_graph_inputs": len(lora_graph_inputs), "seconds": round(time.perf_counter() - t_start, 1)}
 for name, row in table.iterrows():
     key = name.lower().replace(" ", "_")

@@ -60,9 +60,13 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
                   "bars": {"min_accuracy": 0.85}},
     },
     "06": {
-        TINY: {"steps": {"max_steps": 300, "qa_steps": 120}, "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05}},
-        # measured (60 / 30 steps, 100 phrases): PyTorch 0.92, ORT GenAI int4 0.95 (drop -0.03), Q&A exact match 1.00
-        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 20}, "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05}},
+        # measured: PyTorch, optimum int8 and ORT GenAI int4 all 1.00 on the tone phrases
+        TINY: {"steps": {"max_steps": 300, "qa_steps": 120},
+               "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05, "max_int8_drop": 0.05}},
+        # measured (60 / 20 steps, 100 phrases): PyTorch 0.92, ORT GenAI int4 0.93 (drop -0.01), optimum dynamic
+        # int8 0.88 (drop 0.04; the bar allows 0.08), Q&A exact match 1.00
+        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 20},
+                  "bars": {"min_accuracy": 0.85, "max_int4_drop": 0.05, "max_int8_drop": 0.08}},
     },
     "07": {
         TINY: {"steps": {"overfit_steps": 60, "poor_steps": 60}, "bars": {"check_effects": True}},
