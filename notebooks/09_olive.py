@@ -67,7 +67,10 @@ cfg = TrainConfig(model_name=model_name, max_steps=max_steps, learning_rate=lear
 for name, value, low in (("qlora_steps", qlora_steps, 1), ("course_steps", course_steps, 1),
                          ("max_seq_len", max_seq_len, 16), ("n_test", n_test, 10), ("threads", threads, 0)):
     check_int(name, value, low=low)
-bar = accuracy_bar(min_accuracy, cfg, "09", schedule)
+# The table's bars were measured at seed 0. Olive's start changes with the seed (section 2), so another seed
+# keeps only the floor under every start seen, where the table has one.
+bar = accuracy_bar(min_accuracy, cfg, "09", schedule, name="min_accuracy" if cfg.seed == 0 else "any_seed_min_accuracy")
+qlora_bar = accuracy_bar("auto", cfg, "09", schedule, name="qlora_accuracy") if cfg.seed == 0 else None
 course_bar = accuracy_bar("auto", cfg, "09", schedule, name="course_accuracy")
 strict = effects_checked(check_effects, cfg, "09", schedule)
 int4_drop = accuracy_bar("auto", cfg, "09", schedule, name="max_int4_drop")
@@ -211,9 +214,10 @@ print(f"last epoch figure {lora_log[-1]['epoch']:.2f} after {cfg.max_steps} step
 # the same command, in a Python that calls `torch.manual_seed(seed)` before handing over to Olive's own
 # entry point. With it, two runs give the same adapter bytes from any folder
 # (`tests/deploy/test_olive.py` checks that, and that the unseeded runs differ). Try `-p seed 1` to see
-# another start. The assert below takes its bar from the workshop table (tiny model 0.4, SmolLM2 0.6
-# where this run measured 0.74): far above the base's 0.0 and chance's 0.25; the course's own path
-# (section 2b) is seeded the usual way, with `set_seed`.
+# another start. The assert below takes its bar from the workshop table, measured at seed 0 (tiny model
+# 0.9 where this run scored 1.00, SmolLM2 0.6 where it scored 0.74); with another seed the tiny model
+# keeps only 0.4, under all seven starts above. The course's own path (section 2b) is seeded the usual
+# way, with `set_seed`.
 #
 # Now load Olive's adapter **in the course's environment** with `peft`, on the same base, and score it
 # on the held-out phrases. Olive's output is a standard PEFT folder.
@@ -312,6 +316,8 @@ print(f"Olive QLoRA on the 4-bit base: accuracy {qlora_scores['accuracy']:.3f} a
       f"(training loss {qlora_log[0]['loss']:.2f} -> {[r for r in qlora_log if 'loss' in r][-1]['loss']:.2f})")
 if strict:
     assert [r for r in qlora_log if "loss" in r][-1]["loss"] < qlora_log[0]["loss"], "QLoRA's loss should fall"
+if qlora_bar is not None:
+    assert qlora_scores["accuracy"] >= qlora_bar, f"Olive QLoRA scored {qlora_scores['accuracy']:.3f} < {qlora_bar}"
 
 # %% [markdown]
 # ## 4 · `olive auto-opt`: the fine-tune as an int4 ONNX Runtime GenAI model

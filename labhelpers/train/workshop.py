@@ -83,13 +83,17 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
                   "bars": {"check_effects": False}},
     },
     "09": {
+        # measured at seed 0: Olive LoRA 1.00, the course's LoRA 1.00, Olive QLoRA 0.49, int4 + adapter 1.00. Olive's
+        # start depends on the seed (seven unseeded starts: 0.51-1.00), so another seed keeps only the floor 0.4.
         TINY: {"steps": {"max_steps": 400, "qlora_steps": 60, "course_steps": 150},
-               "bars": {"min_accuracy": 0.4, "course_accuracy": 0.9, "check_effects": True, "max_int4_drop": 0.1}},
+               "bars": {"min_accuracy": 0.9, "any_seed_min_accuracy": 0.4, "qlora_accuracy": 0.4,
+                        "course_accuracy": 0.9, "check_effects": True, "max_int4_drop": 0.1}},
         # measured twice (same figures, seed 0): Olive's LoRA adapter 0.74 (40 steps of 4 pieces), the course's LoRA
         # path 0.81 (40 steps), Olive QLoRA 0.46 after 10 steps, Olive's int4 model + its int4 adapter 0.60 (a
         # drop of 0.14; the bar allows 0.2), 0.00 without the adapter.
         SMOLLM2: {"steps": {"max_steps": 40, "qlora_steps": 10, "course_steps": 40},
-                  "bars": {"min_accuracy": 0.6, "course_accuracy": 0.75, "check_effects": True, "max_int4_drop": 0.2}},
+                  "bars": {"min_accuracy": 0.6, "qlora_accuracy": 0.35, "course_accuracy": 0.75, "check_effects": True,
+                           "max_int4_drop": 0.2}},
     },
 }
 
