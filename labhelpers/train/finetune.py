@@ -225,23 +225,24 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     cfg = config if isinstance(config, RunConfig) else load_config(config)
     state, use_cpu = _launch_state()
     main = state.is_main_process
-    out = shared_run_folder(cfg, resume, state)
     log = (log if main else None) or (lambda *a: None)
-    log(f"run folder: {out}{' (resuming)' if resume else ''}")
     ta = cfg.training_args
+    set_seed(ta["seed"])
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cfg = cfg.for_tokenizer(tokenizer)
+    # Data first: a run whose data fails validation stops here and leaves no run folder behind.
+    splits, counts, report = prepare_data(cfg, tokenizer)
+    out = shared_run_folder(cfg, resume, state)
+    log(f"run folder: {out}{' (resuming)' if resume else ''}")
     world = state.num_processes
     batch = ta["per_device_train_batch_size"] * world * ta["gradient_accumulation_steps"]
     log(f"batch: {ta['per_device_train_batch_size']} per device x {world} process{'es' if world > 1 else ''} x "
         f"{ta['gradient_accumulation_steps']} accumulation = {batch} rows per step"
         + (f" ({state.distributed_type.value} on {state.device.type}, {torch.get_num_threads()} thread(s) per process)"
            if world > 1 else ""))
-    set_seed(ta["seed"])
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    cfg = cfg.for_tokenizer(tokenizer)
     log(f"text template: {cfg.text_template!r}")
-    splits, counts, report = prepare_data(cfg, tokenizer)
     if main:
         (out / "report.json").write_text(json.dumps({"summary": report.summary(), "label_counts": report.label_counts,
                                                      "issues": [str(i) for i in report.issues]}, indent=2))

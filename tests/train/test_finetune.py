@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from labhelpers.data import runconfig, task_data, templates
 from labhelpers.errors import ConfigError, DataError, OverwriteError
@@ -100,7 +101,20 @@ def test_bad_data_stops_before_training(config_file, tmp_path):
     (tmp_path / "data" / "train.jsonl").write_text('{"input": "a?", "output": "b."}\n' * 3 + '{"input": "c?"}\n')
     with pytest.raises(DataError, match=r"train.jsonl:line 4: field 'output' required field is missing"):
         finetune.run(config_file(output="bad"), log=None)
-    assert not (tmp_path / "bad" / "adapter").exists()
+    assert not (tmp_path / "bad").exists()  # validated before the run folder is made: nothing left behind
+
+
+def test_bad_data_leaves_no_timestamped_run_folder(config_file, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("LAB_RUNS_DIR", str(runs))
+    (tmp_path / "data" / "train.jsonl").write_text('{"input": "a?", "output": "b."}\n' * 3 + '{"input": "c?"}\n')
+    path = config_file(output="unused")
+    values = yaml.safe_load(path.read_text())
+    values["output_dir"] = ""  # a new runs/<time>-finetune folder
+    runconfig.dump_config(values, path)
+    with pytest.raises(DataError, match="train.jsonl:line 4: field 'output'"):
+        finetune.run(path, log=None)
+    assert not runs.exists() or not any(runs.iterdir())
 
 
 def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tmp_path):
