@@ -23,12 +23,12 @@ NOTEBOOKS = {
     "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2, "smollm2_minutes": 10,
                            "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; "
                                       "switch LoRA adapters at run time; the serve app; Olive auto-opt"},
-    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 15,
+    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 35,
                            "summary": "overfitting and its remedies; memory (checkpointing, accumulation, 4-bit, "
                                       "fit prediction); padding vs packing, bf16 on CPU; poor results diagnosed; "
                                       "environment"},
     "08_advanced": {"title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "cpu_minutes": 4,
-                    "smollm2_minutes": 15,
+                    "smollm2_minutes": 30,
                     "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                                "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 4, "smollm2_minutes": 8,
