@@ -37,12 +37,12 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
     },
     "03": {
         TINY: {"steps": {"max_steps": 60, "logging_steps": 10, "eval_steps": 20, "learning_rate": 5e-3},
-               "bars": {"min_accuracy": 0.90}},
-        # batch 1 x 16 with gradient checkpointing on a 4-bit base: about 23 s a step on 2 cores. Not yet a bar:
-        # measured at 10 steps, QLoRA 0.49 against LoRA 0.87 with the same settings (validation loss 0.64 -> 0.43),
-        # so the tiny model's "QLoRA within 5 points of LoRA" does not hold at this schedule; the run reports.
+               "bars": {"min_accuracy": 0.90, "max_gap_to_lora": 0.05}},
+        # batch 1 x 16 with gradient checkpointing on a 4-bit base: about 21 s a step on 2 cores (the notebook: 7 min).
+        # Measured twice at 10 steps: QLoRA 0.49 (base 0.00), LoRA 0.87 with the same settings, so QLoRA is asserted
+        # to learn (bar 0.4) but the tiny model's "within 5 points of LoRA" is not claimed at this schedule.
         SMOLLM2: {"steps": {"max_steps": 10, "logging_steps": 2, "eval_steps": 5, "learning_rate": 2e-3},
-                  "bars": {"min_accuracy": None}},
+                  "bars": {"min_accuracy": 0.4}},
     },
     "04": {
         TINY: {"steps": {"qa_steps": 100, "task_steps": 150},
