@@ -11,7 +11,7 @@ NOTEBOOKS = {
                                "memory calculator"},
     "02_lora": {"title": "LoRA fine-tuning", "cpu_minutes": 1, "smollm2_minutes": 6,
                 "summary": "LoRA on the tiny base for the tone task; compare with the base model"},
-    "03_qlora": {"title": "QLoRA", "cpu_minutes": 3, "smollm2_minutes": 5,
+    "03_qlora": {"title": "QLoRA", "cpu_minutes": 3, "smollm2_minutes": 7,
                  "summary": "NF4/FP4/int8 error, 4-bit footprints, QLoRA with batch 1 x accumulation 16 vs LoRA"},
     "04_custom_data": {"title": "Custom data and run configs; the four task types", "cpu_minutes": 4,
                        "smollm2_minutes": 9,
