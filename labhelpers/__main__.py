@@ -32,14 +32,14 @@ def finetune(argv: list[str]) -> int:
     ap.add_argument("--resume", action="store_true",
                     help="continue the last checkpoint in the config's output_dir instead of refusing it")
     args = ap.parse_args(argv)
-    run = importlib.import_module("labhelpers.train.finetune").run
+    ft = importlib.import_module("labhelpers.train.finetune")  # torch loads only for this command
     try:
-        result = run(args.config, resume=args.resume)
+        result = ft.run(args.config, resume=args.resume)
     except LabError as err:  # every process raises the same error (the main one broadcasts it)
         print(f"error: {err}", file=sys.stderr)
-        _leave_process_group()
+        ft.leave_process_group()
         return 2
-    _leave_process_group()
+    ft.leave_process_group()
     # Under accelerate every process prints its folder to the same pipe: flush what is buffered
     # first, then write the line in one call, so two processes' lines cannot interleave mid-line
     # (a pipe write under PIPE_BUF bytes is atomic; print() writes text and newline separately).
@@ -47,17 +47,6 @@ def finetune(argv: list[str]) -> int:
     sys.stdout.write(f"{result.run_dir}\n")
     sys.stdout.flush()
     return 0
-
-
-def _leave_process_group() -> None:
-    """Under accelerate launch: shut gloo down before the interpreter does. Left to exit, its worker
-    threads can die mid-teardown ("terminate called without an active exception", SIGABRT; seen
-    once in CI, pytorch/pytorch#190489). Called on the paths where every process gets here."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, get_int_from_env, str_to_bool
 from peft import LoraConfig, get_peft_model
@@ -142,6 +143,15 @@ def _launch_state():
         local = get_int_from_env(["LOCAL_WORLD_SIZE"], world)
         torch.set_num_threads(get_int_from_env(["OMP_NUM_THREADS"], max(1, (os.cpu_count() or 1) // local)))
     return PartialState(cpu=use_cpu), use_cpu
+
+
+def leave_process_group() -> None:
+    """Under accelerate launch: shut gloo down before the interpreter does. Left to exit, its worker
+    threads can die mid-teardown ("terminate called without an active exception", SIGABRT; seen once
+    in CI, pytorch/pytorch#190489). Call it where every process gets (the CLI does, after ``run``)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def last_checkpoint(run_dir: str | Path) -> str | None:
