@@ -156,7 +156,9 @@ evals = history.dropna(subset=["eval_loss"])
 assert evals["eval_loss"].iloc[0] > trainer.state.best_metric, "validation loss should fall during training"
 assert trainer.state.best_metric == evals["eval_loss"].min()
 # load_best_model_at_end really put the best weights back: evaluating them now gives the best loss again.
-reloaded_loss = trainer.evaluate()["eval_loss"]
+# (Trainer.evaluate's own loop, without evaluate's logging: the record above stays the training's.)
+reloaded_loss = trainer.evaluation_loop(trainer.get_eval_dataloader(), "reloaded best",
+                                        prediction_loss_only=True).metrics["eval_loss"]
 assert abs(reloaded_loss - trainer.state.best_metric) < 1e-3, (reloaded_loss, trainer.state.best_metric)
 if trainer.state.global_step < cfg.max_steps:   # stopped early: `patience` validations without improvement
     assert trainer.state.global_step == best_step + early_stopping_patience * eval_steps, trainer.state.global_step
