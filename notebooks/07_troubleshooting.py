@@ -40,14 +40,15 @@
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# overfit_steps, poor_steps, check_effects: "auto" takes the schedule measured for this model and asserts
-# each fix's measured improvement where it was measured to hold (labhelpers/train/workshop.py; tiny: 60, 60);
+# overfit_rows, overfit_steps, eval_steps, poor_steps, check_effects: "auto" takes the schedule measured for
+# this model and asserts each fix's measured improvement where it was measured to hold
+# (labhelpers/train/workshop.py; tiny: 16 rows, 60 steps, validation every 10, 60; SmolLM2: 8, 20, 5, 20);
 # True always asserts; False only reports.
 model_name = ""
-overfit_rows = 16          # training rows in the overfitting experiment (the problem)
+overfit_rows = "auto"      # training rows in the overfitting experiment (the problem); SmolLM2 needs fewer
 more_data_rows = 128       # rows for the "more data" remedy
 overfit_steps = "auto"
-eval_steps = 10            # validation every this many steps (the curves)
+eval_steps = "auto"        # validation every this many steps (the curves)
 learning_rate = 3e-3
 lora_r = 16
 lora_alpha = 32
@@ -66,15 +67,18 @@ from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
 
-schedule = workshop.steps("07", resolve_model(model_name), overfit_steps=overfit_steps, poor_steps=poor_steps)
-overfit_steps, poor_steps = schedule["overfit_steps"], schedule["poor_steps"]
+schedule = workshop.steps("07", resolve_model(model_name), overfit_rows=overfit_rows, overfit_steps=overfit_steps,
+                          eval_steps=eval_steps, poor_steps=poor_steps)
+overfit_rows, overfit_steps, eval_steps, poor_steps = (schedule[k] for k in ("overfit_rows", "overfit_steps",
+                                                                             "eval_steps", "poor_steps"))
 cfg = TrainConfig(model_name=model_name, max_steps=overfit_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, seed=seed, output_dir=output_dir)
-for name, value, low in (("overfit_rows", overfit_rows, 8), ("more_data_rows", more_data_rows, overfit_rows + 1),
-                         ("eval_steps", eval_steps, 1), ("poor_steps", poor_steps, 10),
-                         ("speed_batches", speed_batches, 2), ("n_test", n_test, 10)):
+check_int("overfit_rows", overfit_rows, low=8)
+for name, value, low in (("more_data_rows", more_data_rows, overfit_rows + 1), ("eval_steps", eval_steps, 1),
+                         ("poor_steps", poor_steps, 10), ("speed_batches", speed_batches, 2), ("n_test", n_test, 10)):
     check_int(name, value, low=low)
 strict = effects_checked(check_effects, cfg, "07", schedule)
+bars = workshop.effect_bars("07", cfg.model_path)   # per-effect bars; None: measured not to hold for this model
 print(f"model {cfg.model_path}; asserting measured effects: {strict}\n{workshop.describe('07', cfg.model_path)}")
 
 # %%
@@ -160,10 +164,15 @@ def accuracy(model):
 # %% [markdown]
 # ## 1 · Overfitting
 #
-# **Cause it.** Train on only `overfit_rows` examples for many passes (60 steps of batch 8 over 16 rows
-# is 30 epochs) with a high learning rate. **Symptom:** training loss falls towards 0 while the loss on
-# the held-out validation rows reaches a minimum early and then **turns up**: the model memorises
-# its 16 examples instead of learning the task.
+# **Cause it.** Train on only `overfit_rows` examples for many passes (on the tiny model 60 steps of
+# batch 8 over 16 rows: 30 epochs) with a high learning rate. **Symptom:** training loss falls towards 0
+# while the loss on the held-out validation rows reaches a minimum early and then **turns up**: the model
+# memorises its few examples instead of learning the task.
+#
+# A pretrained model resists longer: SmolLM2 trained on 16 rows for 60 steps reached training loss 0.0000
+# while its validation loss fell to 0.074 and stayed there (measured), because it already knows what a
+# tone is. With 8 rows (one batch, the same every step) its validation loss is lowest at step 5 (0.92) and
+# climbs to 1.5 by step 20: that is its workshop setting.
 
 # %%
 small = task.train.select(range(overfit_rows))
@@ -222,6 +231,8 @@ remedies = {
     "early stopping (patience 2)": dict(early_stopping=2),
     f"more data ({more_data_rows} rows)": dict(train=task.train.select(range(more_data_rows))),
 }
+remedy_keys = dict(zip(remedies, ("lower rank", "lower alpha", "dropout", "weight decay", "early stopping",
+                                  "more data")))   # the names in the bars table
 overfit_runs = {"problem": problem}
 for label, kw in remedies.items():
     kw = {"train": small, **kw}
@@ -248,21 +259,26 @@ plt.show()
 
 # %%
 problem_row = overfit_table.loc["problem"]
-for label in remedies:
+for label, key in remedy_keys.items():
     row = overfit_table.loc[label]
+    gain = bars["remedy_min_gain"][key]
     print(f"{label:30s} validation loss {problem_row['final validation loss']:.3f} -> "
           f"{row['final validation loss']:.3f}, "
-          f"accuracy {problem_row['held-out accuracy']:.2f} -> {row['held-out accuracy']:.2f}")
-    if strict:
-        assert row["final validation loss"] < problem_row["final validation loss"] - 0.05, label
+          f"accuracy {problem_row['held-out accuracy']:.2f} -> {row['held-out accuracy']:.2f}"
+          + ("" if gain is not None else "   (measured too small on this model: reported)"))
+    if strict and gain is not None:
+        assert row["final validation loss"] < problem_row["final validation loss"] - gain, (label, gain)
 more = overfit_table.loc[f"more data ({more_data_rows} rows)"]
 if strict:
-    assert more["held-out accuracy"] >= problem_row["held-out accuracy"] + 0.1, "more data should fix accuracy too"
+    assert more["held-out accuracy"] >= problem_row["held-out accuracy"] + bars["more_data_accuracy_gain"], \
+        "more data should fix accuracy too"
 
 # %% [markdown]
-# Every remedy lowers the validation loss the run ends with: the model is less over-confident on rows
-# it has not seen. Held-out **accuracy** tells the finer story, so read both columns: only more data fixes
-# the cause (16 rows cannot show the task), and it is the only remedy that reaches full accuracy.
+# On the tiny model every remedy lowers the validation loss the run ends with: the model is less
+# over-confident on rows it has not seen. On SmolLM2 (8 rows, 20 steps) two barely do (measured 1.50 ->
+# 1.46 for rank 2, -> 1.47 for weight decay): rank 2 of a 135 M model still memorises 8 rows, and weight
+# decay takes lr x 0.5 = 0.15 % off each weight a step, 3 % in 20 steps (9 % in the tiny model's 60). Held-out **accuracy** tells the finer story, so read both columns: only more data fixes
+# the cause (a handful of rows cannot show the task), and it is the only remedy that reaches full accuracy.
 # Regularisers (weight decay, dropout) tend to keep accuracy; a smaller rank or alpha also slows the
 # learning you want. Early stopping is free and belongs in every run. The best values of weight decay
 # and dropout differ per task: notebook 08 searches them.
@@ -595,7 +611,7 @@ print(f"accuracy with the plain prompt {plain_acc:.2f}; with the training templa
 assert "prompt_mismatch" in dx.diagnose(train_rows, tokenizer, encoded=good_encoded,
                                          **{**settings, "inference_prompt": plain}).codes
 if strict:
-    assert good_acc > plain_acc + 0.3
+    assert good_acc > plain_acc + bars["prompt_gain"], (good_acc, plain_acc)
 
 # %% [markdown]
 # ### 4c · Learning rate far too low, too few steps, answers cut off
@@ -655,11 +671,18 @@ for label, rows_ in (("imbalanced", skewed), ("oversampled", balanced)):
                              **{f"recall {tone}": report[f"recall_{tone}"] for tone in task.labels}}
 imbalance_table = pd.DataFrame(imbalance_rows).T
 display(imbalance_table.round(2))
-if strict:
-    assert imbalance_table.loc["oversampled", "accuracy"] > imbalance_table.loc["imbalanced", "accuracy"] + 0.2
-    assert imbalance_table.loc["oversampled", "macro F1"] > imbalance_table.loc["imbalanced", "macro F1"] + 0.2
+if strict and bars["imbalance_gain"] is not None:
+    gain = bars["imbalance_gain"]
+    assert imbalance_table.loc["oversampled", "accuracy"] > imbalance_table.loc["imbalanced", "accuracy"] + gain
+    assert imbalance_table.loc["oversampled", "macro F1"] > imbalance_table.loc["imbalanced", "macro F1"] + gain
+elif strict:
+    print("oversampling is not asserted to help on this model: see below")
 
 # %% [markdown]
+# A pretrained model turns this lesson round. SmolLM2 already knows the rare tones' words, so 2-4 rows
+# of each are enough (20 steps: accuracy 0.67), while copying those rows 30-49 times makes it memorise
+# them and do worse (0.55, measured): oversample when a class is rare *for the model*, and measure it.
+#
 # ### 4e · Labels: the prompt not masked, or everything masked
 #
 # The labels say which tokens the loss learns from. The course masks the prompt (-100) and trains on
@@ -695,10 +718,16 @@ for label, encoded, code, steps in (("nothing masked", unmasked, "labels_unmaske
 label_table = pd.DataFrame(label_rows).set_index("run")
 display(label_table.round(3))
 if strict:
-    for label in ("nothing masked", "everything masked"):
-        assert good_acc > label_table.loc[label, "held-out accuracy"] + 0.3, label
+    assert good_acc > label_table.loc["everything masked", "held-out accuracy"] + 0.3
+    if bars["unmasked_gain"] is not None:
+        assert good_acc > label_table.loc["nothing masked", "held-out accuracy"] + bars["unmasked_gain"]
 
 # %% [markdown]
+# On SmolLM2 the unmasked run loses almost nothing (0.85 against 0.86 at 20 steps, measured): its own
+# chat template's prompt tokens are easy for it to predict, so the answer tokens still carry the gradient.
+# Mask the prompt anyway: it costs nothing, and the loss then measures the task. "Everything masked"
+# trains nothing on any model.
+#
 # ## 5 · The environment
 #
 # The problems learners report most that are not about training at all:

@@ -27,10 +27,12 @@
 # model_name: empty means the embedded tiny Llama; a preset, hub id or local folder also works.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 # Step counts and check_effects: "auto" takes the schedule measured for this model and asserts the effects
-# measured to hold there (labhelpers/train/workshop.py; tiny: 100/80/40); True always asserts; False reports.
+# measured to hold there (labhelpers/train/workshop.py; tiny: 100 / 6 trials of 40 steps / 80 / 40); True always
+# asserts; False reports.
 model_name = ""
 adapter_steps = "auto"     # LoRA steps per task adapter (section 1)
-n_trials = 6               # search trials (section 2); the chapter runs 20
+n_trials = "auto"          # search trials (section 2); the chapter runs 20
+search_steps = "auto"      # training steps per trial
 search_sampler = "random"  # random (the chapter's strategy) or tpe
 contrastive_steps = "auto" # section 3
 weighted_steps = "auto"    # short on purpose: see the note after section 3b
@@ -48,20 +50,27 @@ from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
 
-schedule = workshop.steps("08", resolve_model(model_name), adapter_steps=adapter_steps,
-                          contrastive_steps=contrastive_steps, weighted_steps=weighted_steps)
-adapter_steps, contrastive_steps, weighted_steps = (schedule[k] for k in ("adapter_steps", "contrastive_steps",
-                                                                          "weighted_steps"))
+schedule = workshop.steps("08", resolve_model(model_name), adapter_steps=adapter_steps, n_trials=n_trials,
+                          search_steps=search_steps, contrastive_steps=contrastive_steps,
+                          weighted_steps=weighted_steps)
+adapter_steps, n_trials, search_steps, contrastive_steps, weighted_steps = (
+    schedule[k] for k in ("adapter_steps", "n_trials", "search_steps", "contrastive_steps", "weighted_steps"))
 cfg = TrainConfig(model_name=model_name, max_steps=adapter_steps, seed=seed, output_dir=output_dir)
 for name, value, low in (("adapter_steps", adapter_steps, 1), ("n_trials", n_trials, 1),
-                         ("contrastive_steps", contrastive_steps, 1), ("weighted_steps", weighted_steps, 1),
-                         ("n_test", n_test, 10)):
+                         ("search_steps", search_steps, 1), ("contrastive_steps", contrastive_steps, 1),
+                         ("weighted_steps", weighted_steps, 1), ("n_test", n_test, 10)):
     check_int(name, value, low=low)
 if search_sampler not in ("random", "tpe"):
     raise ConfigError(f"search_sampler={search_sampler!r} must be 'random' or 'tpe'")
 if isinstance(minority_share, bool) or not isinstance(minority_share, (int, float)) or not 0 < minority_share < 0.25:
     raise ConfigError(f"minority_share={minority_share!r} must be a number in (0, 0.25), e.g. 0.05")
 strict = effects_checked(check_effects, cfg, "08", schedule)
+search_bar = workshop.bar("08", cfg.model_path, "search_min_accuracy", "auto", schedule) if strict else None
+# The class-weight gain was measured at seed 0 and the short schedule; other seeds and longer runs lose it
+# (section 3b says why), so "auto" asserts it only there. True asserts it anyway.
+weighted_gain_checked = strict and (check_effects is True or (
+    cfg.seed == 0 and weighted_steps == (workshop.entry("08", cfg.model_path) or {"steps": {}})["steps"].get(
+        "weighted_steps")))
 print(f"model {cfg.model_path}; asserting measured effects: {strict}\n{workshop.describe('08', cfg.model_path)}")
 
 # %%
@@ -230,6 +239,7 @@ print("reloaded adapters:", sorted(reloaded.peft_config))
 # %%
 space = search.load_space(REPO_ROOT / "configs" / "search_lora.yaml")
 space.sampler, space.seed = search_sampler, cfg.seed
+space.fixed = {**space.fixed, "max_steps": search_steps}   # the YAML's 40 is the tiny model's budget
 print(f"{space.sampler} sampler, {n_trials} trials, metric {space.metric} ({space.direction}); fixed {space.fixed}")
 print(open(REPO_ROOT / "configs" / "search_lora.yaml").read().split("parameters:")[1].split("fixed:")[0])
 objective = search.lora_tone_objective(cfg.model_path, tokenizer=tokenizer, seed=cfg.seed, **space.fixed)
@@ -243,11 +253,15 @@ print(f"best {result.best_params} -> {space.metric} {result.best_value:.3f}; def
       f"{default_value:.3f}; search took {search_seconds:.0f} s")
 search.plot_search(result)
 plt.show()
+chance = 1 / len(tone.labels)
+print(f"best validation accuracy {result.best_value:.2f} against chance {chance:.2f}")
 if strict:
     assert result.best_value >= default_value, "the search should find a config at least as good as the default"
+if search_bar is not None:
+    assert result.best_value >= search_bar, (result.best_value, search_bar)
 
 # %% [markdown]
-# Read the plot against the range: with only `max_steps` steps, learning rates far below 1e-4 cannot move
+# Read the plot against the range: with only `search_steps` steps, learning rates far below 1e-4 cannot move
 # the adapter, so the chapter's range spends many trials where nothing can happen (and the pruner stops
 # them early). A search range should fit the training budget. The trial count is a parameter
 # (`-p n_trials 20` for the chapter's setting); try `-p search_sampler tpe` and compare.
@@ -259,14 +273,20 @@ if strict:
 #
 # ### 3a · A contrastive loss: similar phrases close, different ones apart
 #
-# The chapter's contrastive loss, used for a sentence-similarity task: pairs of phrases with the same
-# tone are *similar* (label 1), with different tones *dissimilar* (0). The model embeds each phrase (mean
-# of its last hidden states); the loss pulls similar pairs' cosine distance towards 0 and pushes
-# dissimilar pairs beyond a margin. We measure how well similar and dissimilar held-out pairs are
-# separated, before and after.
+# A sentence-similarity task: pairs of phrases with the same tone are *similar*, with different tones
+# *dissimilar*. The model embeds each phrase (mean of its last hidden states); a contrastive loss pulls
+# similar pairs together and pushes dissimilar pairs beyond a margin. We measure how well similar and
+# dissimilar held-out pairs are separated, before and after.
+#
+# The chapter's `CustomContrastiveLoss` uses the **Euclidean** distance with margin 1.0 and **label 0 for
+# similar** pairs (Hadsell et al.'s convention). The course keeps its form but changes two things, the
+# same two that sentence-transformers' `ContrastiveLoss` makes: label **1 = similar** (what
+# `losses.make_pairs` writes), and the **cosine** distance with margin 0.5. Why not Euclidean? Measure the
+# distances the chapter's margin would act on:
 
 # %%
 import inspect
+import statistics
 
 pair_train = losses.make_pairs(losses.read_tone_rows("train"), 16 * contrastive_steps, seed=cfg.seed)
 pair_test = losses.make_pairs(losses.read_tone_rows("test"), 200, seed=cfg.seed + 1)
@@ -274,6 +294,25 @@ print("a pair:", pair_train[0])
 encoder, enc_tokenizer = losses.load_encoder(cfg.model_path, seed=cfg.seed)   # AutoModel (no LM head) + LoRA
 if enc_tokenizer.pad_token is None:
     enc_tokenizer.pad_token = enc_tokenizer.eos_token
+distances = losses.pair_distances(encoder, enc_tokenizer, pair_test)
+for metric, margin in (("euclidean", 1.0), ("cosine", losses.DEFAULT_MARGIN)):
+    far = distances[metric]["dissimilar"]
+    print(f"{metric:9s} median distance: similar {statistics.median(distances[metric]['similar']):.3f}, "
+          f"dissimilar {statistics.median(far):.3f}; dissimilar pairs already past margin {margin}: "
+          f"{sum(d >= margin for d in far) / len(far):.0%}")
+push_free = sum(d >= 1.0 for d in distances["euclidean"]["dissimilar"]) / len(distances["euclidean"]["dissimilar"])
+# Measured: 100 % on both shipped models (median Euclidean distance 4.3 on the tiny model, 11.5 on SmolLM2).
+assert push_free >= 0.95, "the chapter's margin should be below these Euclidean distances"
+
+# %% [markdown]
+# Mean-pooled hidden states of a language model are long vectors (norms of several units), so every
+# dissimilar pair already sits beyond the chapter's margin of 1.0: its push term is zero, and the loss only
+# pulls similar pairs together, which shrinking *all* embeddings also achieves. A Euclidean margin has to
+# be chosen for each model's scale; the cosine distance lies in [0, 2] whatever the scale, so one margin
+# works for both models here. Both losses are in `labhelpers.train.losses`
+# (`chapter_contrastive_loss`, `contrastive_loss`); the trainer below uses the second:
+
+# %%
 separation_before = losses.pair_separation(encoder, enc_tokenizer, pair_test)
 print(inspect.getsource(losses.ContrastiveTrainer.compute_loss))
 print(inspect.getsource(losses.contrastive_loss).split('"""')[0] + "...")
@@ -344,21 +383,23 @@ for name, trainer in (("plain loss", plain), ("class-weighted loss", weighted)):
     reports[name] = losses.class_report(tone.test["tone"], preds, tone.labels, minority=minority)
 weighted_table = pd.DataFrame(reports).T[["accuracy", "macro_f1", "minority_recall", "minority_f1"]]
 display(weighted_table.round(3))
-if strict:
+print("asserting the minority-recall gain:", weighted_gain_checked)
+if weighted_gain_checked:
     assert (weighted_table.loc["class-weighted loss", "minority_recall"]
             > weighted_table.loc["plain loss", "minority_recall"] + 0.1)
 weighted_summary = {f"weighted_{k}_{n.split()[0].replace('-', '')}": float(v) for n, row in weighted_table.iterrows()
                     for k, v in row.items()}
 
 # %% [markdown]
-# The class weight rescues the rare class **early**: after 40 steps the plain loss has not learned to
-# say the rare tone at all, the weighted loss has, and it pays with some accuracy on the common
-# classes (the weights push every answer towards the rare one for a while). Train long enough (run
-# with `-p weighted_steps 150`) and on this data both losses reach full accuracy, the minority class
-# included: the base model already knows the rare tone's words, so its 32 rows suffice. The gain from
-# weighting also depends on the seed (with `-p seed 1` it vanishes at 40 steps): measure over several
-# seeds before you trust a loss change. Class weights
-# matter most where the rare class is hard and training budgets are short; always score them per class
+# The class weight rescues the rare class **early**: after 40 steps (the tiny model's setting) the plain
+# loss has not learned to say the rare tone at all, the weighted loss has, and it pays with some accuracy
+# on the common classes (the weights push every answer towards the rare one for a while). Train long
+# enough (run with `-p weighted_steps 150`) and on this data both losses reach full accuracy, the minority
+# class included: the base model already knows the rare tone's words, so its 32 rows suffice. The gain
+# from weighting also depends on the seed (with `-p seed 1` it vanishes at 40 steps): measure over several
+# seeds before you trust a loss change. That is why the cell above asserts the gain only at seed 0 and the
+# workshop steps, and reports it elsewhere. Class weights matter most where the rare class is hard and
+# training budgets are short; always score them per class
 # (macro F1, minority recall), never by accuracy alone.
 
 # %% [markdown]
@@ -437,7 +478,8 @@ summary = {
     **contrastive_summary, **weighted_summary,
     "seconds": round(time.perf_counter() - t_start, 1),
 }
-params = {**cfg.to_dict(), "adapter_steps": adapter_steps, "n_trials": n_trials, "search_sampler": search_sampler,
+params = {**cfg.to_dict(), "adapter_steps": adapter_steps, "n_trials": n_trials, "search_steps": search_steps,
+          "search_sampler": search_sampler,
           "contrastive_steps": contrastive_steps, "weighted_steps": weighted_steps, "minority_share": minority_share,
           "n_test": n_test}
 print(runs.write_metrics(run_dir, summary, params=params, notebook="08_advanced"))

@@ -119,6 +119,30 @@ def contrastive_loss(emb_a, emb_b, label, margin: float = DEFAULT_MARGIN):
     return (y * d.pow(2) + (1 - y) * (margin - d).clamp(min=0).pow(2)).mean()
 
 
+def chapter_contrastive_loss(emb_a, emb_b, label, margin: float = 1.0):
+    """The chapter's ``CustomContrastiveLoss``, as written: Euclidean distance, **label 0 = similar**
+    (pulled together), label 1 = dissimilar (pushed beyond ``margin``)."""
+    d = F.pairwise_distance(emb_a, emb_b)
+    y = label.to(d.dtype)
+    return ((1 - y) * d.pow(2) + y * (margin - d).clamp(min=0).pow(2)).mean()
+
+
+def pair_distances(model, tokenizer, pairs: list[dict], batch_size: int = 64, template: str = EMBED_TEMPLATE) -> dict:
+    """Euclidean and cosine distances of each pair's embeddings, split by label (1 = similar):
+    ``{"euclidean": {"similar": [...], "dissimilar": [...]}, "cosine": {...}}``."""
+    texts = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
+    index = {t: i for i, t in enumerate(texts)}
+    emb = embed_texts(model, tokenizer, texts, batch_size, template=template)
+    a = emb[[index[p["a"]] for p in pairs]]
+    b = emb[[index[p["b"]] for p in pairs]]
+    out = {}
+    for name, d in (("euclidean", F.pairwise_distance(a, b)), ("cosine", cosine_distance(a, b))):
+        values = d.tolist()
+        out[name] = {kind: [v for v, p in zip(values, pairs) if int(p["label"]) == want]
+                     for kind, want in (("similar", 1), ("dissimilar", 0))}
+    return out
+
+
 def mean_pool(hidden, attention_mask):
     """Mean of the hidden states over the real tokens: padding must not pull the average."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)

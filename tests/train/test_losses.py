@@ -37,6 +37,28 @@ def test_contrastive_loss_pulls_similar_and_pushes_dissimilar():
         assert bool(closer) == (sign == 1), label
 
 
+def test_the_chapters_loss_is_euclidean_with_label_zero_for_similar():
+    a = torch.tensor([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    b = torch.tensor([[3.0, 4.0], [0.6, 0.8], [3.0, 4.0]])   # Euclidean distances 5, 1, 5
+    # label 0 (similar): d^2; label 1 (dissimilar): max(0, margin - d)^2 (torch adds eps 1e-6 to d, hence abs=1e-4)
+    assert losses.chapter_contrastive_loss(a[:1], b[:1], torch.tensor([0])).item() == pytest.approx(25.0, abs=1e-4)
+    inside = losses.chapter_contrastive_loss(a[1:2], b[1:2], torch.tensor([1]), margin=1.5)
+    assert inside.item() == pytest.approx(0.25, abs=1e-4)
+    # past the margin a dissimilar pair costs nothing, which is what notebook 08 measures on real embeddings
+    assert losses.chapter_contrastive_loss(a[2:], b[2:], torch.tensor([1])).item() == 0.0
+
+
+def test_pair_distances_split_by_label(tiny_model_dir, tiny_tokenizer):
+    encoder, _ = losses.load_encoder(tiny_model_dir, lora=False)
+    pairs = losses.make_pairs(losses.read_tone_rows("test"), 20, seed=1)
+    d = losses.pair_distances(encoder, tiny_tokenizer, pairs)
+    n_similar = sum(int(p["label"]) == 1 for p in pairs)
+    for metric in ("euclidean", "cosine"):
+        assert len(d[metric]["similar"]) == n_similar and len(d[metric]["dissimilar"]) == len(pairs) - n_similar
+    assert all(0 <= v <= 2 for v in d["cosine"]["similar"] + d["cosine"]["dissimilar"])
+    assert max(d["euclidean"]["dissimilar"]) > 2   # the scale a Euclidean margin of 1.0 misses
+
+
 def test_mean_pool_ignores_padding():
     hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
     assert losses.mean_pool(hidden, torch.tensor([[1, 1, 0]])).tolist() == [[2.0, 3.0]]

@@ -67,3 +67,21 @@ def test_describe_says_which_bars_apply_or_why_none():
     assert "smollm2-135m" in workshop.describe("02", str(REAL_MODEL_DIR))
     assert "no measured bars" in workshop.describe("02", "Qwen/Qwen2.5-0.5B-Instruct")
     assert inspect.getdoc(workshop)
+
+
+def test_a_schedule_setting_that_is_not_a_step_count_keeps_the_bars_only_at_its_measured_value():
+    measured = {"overfit_rows": 16, "overfit_steps": 60, "eval_steps": 10, "poor_steps": 60}
+    assert workshop.bar("07", TINY_PATH, "check_effects", "auto", measured) is True
+    assert workshop.bar("07", TINY_PATH, "check_effects", "auto", {**measured, "overfit_steps": 90}) is True
+    # more rows overfit less, so a larger value is not "at least as good": no bar
+    assert workshop.bar("07", TINY_PATH, "check_effects", "auto", {**measured, "overfit_rows": 32}) is None
+    assert workshop.bar("07", TINY_PATH, "check_effects", "auto", {**measured, "eval_steps": 20}) is None
+
+
+def test_effect_bars_are_the_models_own_or_the_tiny_models():
+    real = workshop.effect_bars("07", workshop.PRESETS[workshop.SMOLLM2].path)
+    assert real["imbalance_gain"] is None and real["remedy_min_gain"]["lower alpha"] == 0.1
+    assert workshop.effect_bars("07", "Qwen/Qwen2.5-0.5B-Instruct") == workshop.effect_bars("07", TINY_PATH)
+    # every per-remedy table names the same six remedies the notebook trains
+    for key in (workshop.TINY, workshop.SMOLLM2):
+        assert len(workshop.WORKSHOP["07"][key]["bars"]["remedy_min_gain"]) == 6
