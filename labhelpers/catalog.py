@@ -1,7 +1,7 @@
 """The course's notebooks: title and expected time on a 2-core laptop CPU (one place for README, 00 and tests)."""
 
 #: notebook stem -> title, one-line summary, minutes on 2 CPU cores with the default parameters (tiny Llama) and
-#: with -p model_name smollm2-135m (its "auto" schedule); 07 and 08 on SmolLM2 are estimates (not yet measured).
+#: with -p model_name smollm2-135m (its "auto" schedule), measured one at a time on 2 cores.
 NOTEBOOKS = {
     "00_setup": {"title": "Setup check", "cpu_minutes": 0.5, "smollm2_minutes": 0.5,
                  "summary": "versions, hardware, dtype, which models fit this machine's memory"},
@@ -23,12 +23,12 @@ NOTEBOOKS = {
     "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2, "smollm2_minutes": 10,
                            "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; "
                                       "switch LoRA adapters at run time; the serve app; Olive auto-opt"},
-    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 35,
+    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 28,
                            "summary": "overfitting and its remedies; memory (checkpointing, accumulation, 4-bit, "
                                       "fit prediction); padding vs packing, bf16 on CPU; poor results diagnosed; "
                                       "environment"},
     "08_advanced": {"title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "cpu_minutes": 4,
-                    "smollm2_minutes": 30,
+                    "smollm2_minutes": 16,
                     "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                                "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 4, "smollm2_minutes": 8,
