@@ -218,10 +218,15 @@ del random_model
 #   the frozen linear weights shrink about 7.5× (4.2 bits per weight instead of 32), so much larger
 #   models fit on consumer hardware. On a CPU without bf16 hardware, the compute dtype is fp32
 #   (`hardware.pick_dtype`).
-# - **Adapters** insert small trainable pieces into a frozen network. peft ships **IA3** ((IA)³:
-#   "Infused Adapter by Inhibiting and Amplifying Inner Activations"), which learns one scaling vector per
-#   adapted activation (keys, values, the MLP's inner activation): the fewest parameters of all. Being so
-#   small, it needs a much larger learning rate.
+# - **Adapters**, as the chapter means them (Houlsby et al., 2019), are small **bottleneck networks
+#   inserted between layers**: down-project, a non-linearity, up-project, added to the layer's output.
+#   peft does not implement them; the maintained library that does, AdapterHub's `adapters`, is built for
+#   one specific transformers release and installs it over yours (its documentation says so), so it
+#   cannot sit beside the course's pinned transformers, and it is not in the course's offline package set.
+#   What the course runs instead is peft's **IA3** ((IA)³: "Infused Adapter by Inhibiting and Amplifying
+#   Inner Activations"), which is *not* a bottleneck: it learns one scaling vector per adapted activation
+#   (keys, values, the MLP's inner activation), the fewest parameters of all. Being so small, it needs a
+#   much larger learning rate.
 #
 # LoRA is already trained (section 1). Now the others, with the same data, steps and seed.
 
