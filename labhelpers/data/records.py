@@ -59,8 +59,20 @@ class Records:
             cols.update(dict.fromkeys(row))
         return list(cols)
 
+    def record_number(self, i: int) -> int | None:
+        """Row ``i``'s 1-based record number where its line holds other records too (a JSON array written
+        on one line), else None: there the line alone names the row."""
+        if not hasattr(self, "_per_line"):
+            self._per_line = Counter(self.lines)
+        return i + 1 if self._per_line[self.lines[i]] > 1 else None
+
+    def place(self, i: int) -> str:
+        """``line N``, or ``line N, record K`` where the line alone does not name the row."""
+        k = self.record_number(i)
+        return f"line {self.lines[i]}" + (f", record {k}" if k else "")
+
     def where(self, i: int) -> str:
-        return f"{self.source}:line {self.lines[i]}"
+        return f"{self.source}:{self.place(i)}"
 
     def to_dataset(self):
         """The rows as a ``datasets.Dataset`` (columns in first-seen order)."""
@@ -95,9 +107,10 @@ def _decode(raw: bytes, source: str, allow_bom: bool) -> tuple[str, list[str]]:
     return text, warnings
 
 
-def _check_record(obj, source: str, line: int) -> dict:
+def _check_record(obj, source: str, line: int, record: int | None = None) -> dict:
     if not isinstance(obj, dict):
-        raise DataError(f"{source}:line {line}: record is {type_name(obj)} ({str(obj)[:40]!r}), expected an object "
+        at = f"line {line}" + (f", record {record}" if record else "")
+        raise DataError(f"{source}:{at}: record is {type_name(obj)} ({str(obj)[:40]!r}), expected an object "
                         'like {"input": "...", "output": "..."}. Fix: wrap each row in {...} with named fields.')
     return obj
 
@@ -127,7 +140,7 @@ def _parse_json_list(text: str, source: str) -> tuple[list[dict], list[int]]:
             raise DataError(f"{source}:line {err.lineno}: not valid JSON{cut} ({err.msg}, column {err.colno}) in "
                             f"record {len(rows) + 1}. Fix: check quotes, commas and brackets there.") from None
         line = _line_at(text, i)
-        rows.append(_check_record(obj, source, line))
+        rows.append(_check_record(obj, source, line, len(rows) + 1))
         lines.append(line)
         i = ws.match(text, end).end()
         ch = text[i:i + 1]

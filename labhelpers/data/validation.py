@@ -36,9 +36,11 @@ class Issue:
     field: str | None
     message: str
     fix: str
+    record: int | None = None  # 1-based, where the line holds several records (a one-line JSON array)
 
     def __str__(self) -> str:
         where = self.source + (f":line {self.line}" if self.line is not None else "")
+        where += f", record {self.record}" if self.record is not None else ""
         fld = f" field {self.field!r}" if self.field else ""
         return f"{where}:{fld} {self.message}. Fix: {self.fix}"
 
@@ -130,6 +132,13 @@ def _check_template(recs: Records, template: str, columns: list[str]) -> list[Is
                   "rename the placeholder to one of the columns, or rename the column")]
 
 
+def _numbered(issues: list[Issue], record: int | None) -> list[Issue]:
+    """The issues with their record number set (None where the line alone names the row)."""
+    for issue in issues:
+        issue.record = record
+    return issues
+
+
 def _check_required(row: dict, required: dict[str, type | None], source: str, line: int) -> list[Issue]:
     """Required fields of one row that are missing, null or of the wrong type."""
     found = []
@@ -175,14 +184,15 @@ def _check_duplicates(recs: Records, keys: list[str]) -> list[Issue]:
         ek = tuple(str(row.get(f)) for f in keys)
         nk = _row_key(row, keys)
         if ek in exact:
-            found.append(Issue("warning", "duplicate", recs.source, recs.lines[i], None,
-                               f"exact duplicate of line {recs.lines[exact[ek]]}",
-                               "drop one copy: duplicates weigh some examples double and can leak into validation"))
+            found += _numbered([Issue("warning", "duplicate", recs.source, recs.lines[i], None,
+                                      f"exact duplicate of {recs.place(exact[ek])}",
+                                      "drop one copy: duplicates weigh some examples double and can leak into "
+                                      "validation")], recs.record_number(i))
         elif nk in near:
-            found.append(Issue("warning", "near_duplicate", recs.source, recs.lines[i], None,
-                               f"near duplicate of line {recs.lines[near[nk]]} (same text ignoring case, "
-                               "punctuation, spaces)",
-                               "keep one, unless the difference matters"))
+            found += _numbered([Issue("warning", "near_duplicate", recs.source, recs.lines[i], None,
+                                      f"near duplicate of {recs.place(near[nk])} (same text ignoring case, "
+                                      "punctuation, spaces)",
+                                      "keep one, unless the difference matters")], recs.record_number(i))
         exact.setdefault(ek, i)
         near.setdefault(nk, i)
     return found
@@ -197,9 +207,10 @@ def _check_leakage(recs: Records, other: Records, other_name: str, keys: list[st
     for i, row in enumerate(recs.rows):
         j = first.get(_row_key(row, keys))
         if j is not None:
-            found.append(Issue("error", "leakage", recs.source, recs.lines[i], None,
-                               f"also in {other.source}:line {other.lines[j]} ({other_name}): the model would be "
-                               "scored on an example it trained on", "remove it from one of the two sets"))
+            found += _numbered([Issue("error", "leakage", recs.source, recs.lines[i], None,
+                                      f"also in {other.where(j)} ({other_name}): the model would be "
+                                      "scored on an example it trained on", "remove it from one of the two sets")],
+                               recs.record_number(i))
     return found
 
 
@@ -244,9 +255,10 @@ def _check_lengths(recs: Records, tokenizer, render: Callable[[dict], str],
             n = 0  # a row that cannot be rendered (a field missing) gets no length rather than stopping the report
         lengths.append(n)
         if max_seq_len and n > max_seq_len:
-            found.append(Issue("warning", "too_long", recs.source, recs.lines[i], None,
-                               f"{n} tokens, over max_seq_len={max_seq_len}: it would be truncated (the answer's "
-                               "end and EOS lost)", "raise max_seq_len, shorten the text, or drop the row"))
+            found += _numbered([Issue("warning", "too_long", recs.source, recs.lines[i], None,
+                                      f"{n} tokens, over max_seq_len={max_seq_len}: it would be truncated (the "
+                                      "answer's end and EOS lost)", "raise max_seq_len, shorten the text, or drop "
+                                      "the row")], recs.record_number(i))
     return lengths, found
 
 
@@ -275,9 +287,9 @@ def validate(data, required: dict[str, type] | list[str] | None = None, *, label
     if template is not None:
         report.issues += _check_template(recs, template, columns)
     # One row's problems stay together, so the report reads row by row.
-    for row, line in zip(recs.rows, recs.lines):
-        report.issues += _check_required(row, req, recs.source, line)
-        report.issues += _check_values(row, recs.source, line)
+    for i, (row, line) in enumerate(zip(recs.rows, recs.lines)):
+        found = _check_required(row, req, recs.source, line) + _check_values(row, recs.source, line)
+        report.issues += _numbered(found, recs.record_number(i))
     report.issues += _check_duplicates(recs, keys)
     for other_name, other in (others or {}).items():
         report.issues += _check_leakage(recs, as_records(other, other_name), other_name, keys)

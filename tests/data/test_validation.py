@@ -106,3 +106,26 @@ def test_exercise_checker_for_error_lines():
     assert check_error_lines("5", rep).ok is False
 
 
+
+
+def test_a_json_array_on_one_line_names_each_bad_record_by_number(tmp_path):
+    rows = GOOD[:3] + [{"input": "x?"}, {"input": "y?", "output": ""}] + [GOOD[0]]
+    path = _write(tmp_path, "one_line.json", json.dumps(rows))   # json.dumps writes one line
+    report = validation.validate(records.read_records(path), required={"input": str, "output": str})
+    text = [str(issue) for issue in report.issues]
+    assert any("one_line.json:line 1, record 4: field 'output'" in t for t in text), text
+    assert any("one_line.json:line 1, record 5: field 'output'" in t for t in text), text
+    assert any("line 1, record 6:" in t and "duplicate of line 1, record 1" in t for t in text), text
+
+
+def test_one_record_per_line_keeps_line_numbers_alone(tmp_path):
+    path = _write(tmp_path, "d.jsonl", _jsonl(GOOD[:3] + [{"input": "x?"}]))
+    (issue,) = validation.validate(records.read_records(path), required={"input": str, "output": str}).issues
+    assert str(issue).endswith("d.jsonl:line 4: field 'output' required field is missing (row has: input). "
+                               'Fix: add "output" to this record, or drop the record'), str(issue)
+
+
+def test_a_non_object_in_a_one_line_array_names_its_record(tmp_path):
+    path = _write(tmp_path, "bad.json", json.dumps([GOOD[0], GOOD[1], ["not", "a", "record"]]))
+    with pytest.raises(DataError, match=r"bad\.json:line 1, record 3: record is"):
+        records.read_records(path)
