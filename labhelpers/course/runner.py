@@ -139,11 +139,14 @@ def summary_table(results: list[dict]):
 
 
 def format_summary(results: list[dict]) -> str:
-    """The printed table: notebook, status, seconds and each notebook's key metrics."""
+    """The printed table: notebook, status, seconds, minutes and each notebook's key metrics, then the total."""
     width = max([len("notebook")] + [len(r["notebook"]) for r in results])
-    lines = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  metrics"]
+    lines = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  {'minutes':>7}  metrics"]
     for r in results:
-        lines.append(f"{r['notebook']:<{width}}  {r['status']:<6}  {r['seconds']:>7.1f}  {_key_metrics(r)}")
+        lines.append(f"{r['notebook']:<{width}}  {r['status']:<6}  {r['seconds']:>7.1f}  {r['seconds'] / 60:>7.1f}  "
+                     f"{_key_metrics(r)}")
+    total = sum(r["seconds"] for r in results)
+    lines.append(f"{'total':<{width}}  {'':<6}  {total:>7.1f}  {total / 60:>7.1f}")
     return "\n".join(lines)
 
 

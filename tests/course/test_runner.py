@@ -102,3 +102,12 @@ def test_course_refuses_non_empty_out(tmp_path, capsys):
 def test_course_refuses_output_dir_parameter(capsys):
     assert runner.main(["--notebooks-dir", str(FIXTURES), "-p", "output_dir", "/tmp/x"]) == 2
     assert "use --out" in capsys.readouterr().err
+
+
+def test_summary_prints_minutes_per_notebook_and_the_total():
+    text = runner.format_summary([{"notebook": "01_a", "status": "ok", "seconds": 90.0},
+                                  {"notebook": "02_b", "status": "failed", "seconds": 150.0}])
+    lines = text.splitlines()
+    assert lines[1].split()[:4] == ["01_a", "ok", "90.0", "1.5"]
+    assert lines[2].split()[:4] == ["02_b", "failed", "150.0", "2.5"]
+    assert lines[-1].split() == ["total", "240.0", "4.0"]
