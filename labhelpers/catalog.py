@@ -23,7 +23,7 @@ NOTEBOOKS = {
     "06_onnx_deployment": {"title": "Deployment with ONNX Runtime", "cpu_minutes": 2, "smollm2_minutes": 10,
                            "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; "
                                       "switch LoRA adapters at run time; the serve app; Olive auto-opt"},
-    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 28,
+    "07_troubleshooting": {"title": "Troubleshooting", "cpu_minutes": 4, "smollm2_minutes": 24,
                            "summary": "overfitting and its remedies; memory (checkpointing, accumulation, 4-bit, "
                                       "fit prediction); padding vs packing, bf16 on CPU; poor results diagnosed; "
                                       "environment"},

@@ -394,20 +394,28 @@ if strict:
 
 # %%
 preset = workshop.model_key(cfg.model_path)   # the calculator prices a model by its preset's shape
-check = pd.DataFrame([{"batch x seq": f"{r['batch']} x {r['seq_len']}", "measured MB": r["peak MB"],
+# The prediction includes the weights; the measured growth above does not (they were loaded before it).
+weights_mb = sum(p.numel() * p.element_size() for p in lora_for_memory().parameters()) / 1e6
+check = pd.DataFrame([{"batch x seq": f"{r['batch']} x {r['seq_len']}",
+                       "measured MB (growth + weights)": r["peak MB"] + weights_mb,
                        "predicted MB": fitcheck.plan_training(preset, "lora",
                            batch_size=r["batch"], seq_len=r["seq_len"], lora_r=8).predicted_gib * 2**30 / 1e6}
                       for r in mem_rows]) if preset else None
+if check is not None:
+    check["predicted / measured"] = check["predicted MB"] / check["measured MB (growth + weights)"]
 if check is None:
     print(f"{cfg.model_path} is not one of the course's presets: no shape to price it by, so no check")
 else:
     print(f"priced as preset {preset!r}")
-    display(check.round(0))
+    display(check.round({"measured MB (growth + weights)": 0, "predicted MB": 0, "predicted / measured": 2}))
 print(fitcheck.plan_training("llama-3.2-1b", "full", batch_size=16, seq_len=1024, machine={"memory_gib": 16}))
 print()
 print(fitcheck.plan_training("qwen2.5-0.5b", "lora", batch_size=16, seq_len=512))
-if strict and check is not None:   # the prediction includes the weights and a margin: not below the measurement
-    assert (check["predicted MB"] >= 0.9 * check["measured MB"]).all(), check
+# Measured predicted / measured over the four sizes: the tiny model 0.97-1.13, SmolLM2 0.98-1.05. Both sides
+# are bounded (0.8-1.25): a calculator that drops a term (the dropout masks: 0.69 in tests/memory) or counts the
+# activations twice (near 2 at 16 x 256, where activations are most of the memory) fails.
+if strict and check is not None:
+    assert check["predicted / measured"].between(0.8, 1.25).all(), check
 
 # %% [markdown]
 # ## 3 · Slow training
