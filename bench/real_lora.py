@@ -81,8 +81,8 @@ def main() -> None:
     busy = busy_warning(busy_processes())
     if busy:
         print(f"warning: {busy}")
-    cfg = load_config(CONFIG)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(load_config(CONFIG).model_path)
+    cfg = load_config(CONFIG).for_tokenizer(tokenizer)   # the model's chat template writes the rows, as in the CLI
     rows = [templates.encode(cfg.text_template, tokenizer, r, cfg.max_seq_len)
             for r in records.read_records(REPO_ROOT / "data" / "tone" / "train.jsonl").rows]
     names = ("python -m labhelpers finetune", "plain PyTorch loop")
