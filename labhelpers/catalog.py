@@ -28,7 +28,7 @@ NOTEBOOKS = {
                                       "fit prediction); padding vs packing, bf16 on CPU; poor results diagnosed; "
                                       "environment"},
     "08_advanced": {"title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "cpu_minutes": 4,
-                    "smollm2_minutes": 16,
+                    "smollm2_minutes": 13,
                     "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                                "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {"title": "The Olive workflow, executed", "cpu_minutes": 4, "smollm2_minutes": 8,
