@@ -130,11 +130,7 @@ def chapter_contrastive_loss(emb_a, emb_b, label, margin: float = 1.0):
 def pair_distances(model, tokenizer, pairs: list[dict], batch_size: int = 64, template: str = EMBED_TEMPLATE) -> dict:
     """Euclidean and cosine distances of each pair's embeddings, split by label (1 = similar):
     ``{"euclidean": {"similar": [...], "dissimilar": [...]}, "cosine": {...}}``."""
-    texts = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
-    index = {t: i for i, t in enumerate(texts)}
-    emb = embed_texts(model, tokenizer, texts, batch_size, template=template)
-    a = emb[[index[p["a"]] for p in pairs]]
-    b = emb[[index[p["b"]] for p in pairs]]
+    a, b = _pair_embeddings(model, tokenizer, pairs, batch_size, template)
     out = {}
     for name, d in (("euclidean", F.pairwise_distance(a, b)), ("cosine", cosine_distance(a, b))):
         values = d.tolist()
@@ -218,6 +214,14 @@ def embed_texts(model, tokenizer, texts: list[str], batch_size: int = 64, max_le
     return torch.cat(parts)
 
 
+def _pair_embeddings(model, tokenizer, pairs: list[dict], batch_size: int, template: str):
+    """``(a, b)``: the embeddings of each pair's two sides, every distinct text embedded once."""
+    texts = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
+    index = {t: i for i, t in enumerate(texts)}
+    emb = embed_texts(model, tokenizer, texts, batch_size, template=template)
+    return emb[[index[p["a"]] for p in pairs]], emb[[index[p["b"]] for p in pairs]]
+
+
 def pair_separation(model, tokenizer, pairs: list[dict], batch_size: int = 64, template: str = EMBED_TEMPLATE) -> dict:
     """How well embeddings separate similar from dissimilar pairs.
 
@@ -228,11 +232,7 @@ def pair_separation(model, tokenizer, pairs: list[dict], batch_size: int = 64, t
     labels = [int(p["label"]) for p in pairs]
     if len(set(labels)) < 2:
         raise ValueError("pair_separation needs both similar and dissimilar pairs")
-    texts = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
-    index = {t: i for i, t in enumerate(texts)}
-    emb = embed_texts(model, tokenizer, texts, batch_size, template=template)
-    a = emb[[index[p["a"]] for p in pairs]]
-    b = emb[[index[p["b"]] for p in pairs]]
+    a, b = _pair_embeddings(model, tokenizer, pairs, batch_size, template)
     sims = F.cosine_similarity(a, b, dim=-1).tolist()
     sim_pos = [s for s, y in zip(sims, labels) if y == 1]
     sim_neg = [s for s, y in zip(sims, labels) if y == 0]
