@@ -16,6 +16,9 @@
 # - template rows for the task-specific kinds (classification, generation, extraction, summarisation);
 # - estimate memory for real model sizes with a calculator, and check what fits this machine.
 #
+# **Model:** the tiny Llama by default: the lesson is four methods side by side, five training runs, which
+# fit the 5-minute budget only on the tiny model; `-p model_name smollm2-135m` repeats them on real weights.
+#
 # **Time on 2 CPU cores:** about 3 minutes (five short training runs of 150 steps); 11-19 minutes
 # with `model_name smollm2-135m` (30 steps each; two runs on this machine took 11 and 19 minutes).
 #

@@ -3,8 +3,12 @@
 #
 # The chapter's first example fine-tunes Llama-3.2-1B-Instruct with `olive finetune --method lora` on
 # *phrase → tone* pairs. Here we do the same job with the libraries Olive drives underneath
-# (**transformers**, **peft**, **datasets**), in the open, on the course's embedded tiny Llama so it runs
-# on a laptop CPU. Notebook 09 runs the Olive command itself.
+# (**transformers**, **peft**, **datasets**), in the open, on a real pretrained instruct model small enough
+# for a laptop CPU, SmolLM2-135M-Instruct. Notebook 09 runs the Olive command itself.
+#
+# **Model:** SmolLM2-135M-Instruct by default, because the lesson is transfer learning: the test phrases use
+# feeling words the fine-tuning data never shows, which only a model that learned English in pretraining
+# can get right. `-p model_name tiny` runs the same cells on the course's 3.7 M tiny Llama in about a minute.
 #
 # **Goals**
 # - render training text from a template, and see exactly which tokens the loss trains;
@@ -13,20 +17,20 @@
 # - train with `Trainer`, watch the loss, and measure held-out accuracy again;
 # - save the adapter, reload it with `PeftModel.from_pretrained`, merge it, and check nothing changed.
 #
-# **Time on 2 CPU cores:** about 1 minute (training about 40 seconds); about 6 minutes with
-# `model_name smollm2-135m` (60 steps, 2-4 s each).
+# **Time on 2 CPU cores:** about 4 minutes (60 training steps of about 2 s each); about 1 minute with
+# `model_name tiny`.
 #
 # **Chapter:** Types of fine-tuning → LoRA; Example 1 (Olive CLI basic fine-tuning).
 
 # %% tags=["parameters"]
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
-# model_name: empty means the embedded tiny Llama; or a preset (smollm2-135m, qwen2.5-0.5b, llama-3.2-1b,
-# phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained.
+# model_name: a preset (smollm2-135m, the converted real model; tiny, the course's tiny Llama; qwen2.5-0.5b,
+# llama-3.2-1b, phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
-# max_steps, min_accuracy: "auto" takes the schedule and the bar measured for this model (300 steps and 0.90 on
-# the tiny Llama, 60 steps and 0.90 on smollm2-135m: labhelpers/train/workshop.py); a number sets it; a
+# max_steps, min_accuracy: "auto" takes the schedule and the bar measured for this model (60 steps and 0.85 on
+# smollm2-135m, 300 steps and 0.90 on the tiny Llama: labhelpers/train/workshop.py); a number sets it; a
 # min_accuracy of None only reports.
-model_name = ""
+model_name = "smollm2-135m"
 method = "lora"            # lora, or qlora (4-bit base; notebook 03 explains it)
 max_steps = "auto"
 learning_rate = 1e-3
@@ -37,7 +41,7 @@ target_modules = "all-linear"  # or a list such as ["q_proj", "v_proj"]
 batch_size = 8
 seed = 0
 output_dir = ""
-n_test = 200               # held-out phrases to score
+n_test = 100               # held-out phrases to score: 100 keeps each scoring pass under 20 s on SmolLM2
 min_accuracy = "auto"
 trust_remote_code = False  # only for models whose code you have read
 
@@ -162,9 +166,10 @@ print(f"{len(train_ds)} training examples, {min(lengths)}-{max(lengths)} tokens 
 # %% [markdown]
 # ## 3 · The base model before fine-tuning
 #
-# A *base* model continues text; it has never seen this chat format or this task. We ask it anyway,
-# with greedy decoding, and read the first word of its answer as the tone. Answers that name no tone
-# count as wrong (and are counted separately as *unparseable*).
+# The model before fine-tuning has never been trained on this task (and the tiny Llama has never seen a chat
+# at all). We send it exactly what the fine-tuned model will get, the phrase alone in the chat format, with
+# greedy decoding, and read the first word of its answer as the tone. Answers that name no tone count as
+# wrong (and are counted separately as *unparseable*).
 
 # %%
 def load_base(method):
@@ -191,6 +196,23 @@ base_model = load_base(cfg.method)
 base_answers, base_scores = evaluate(base_model)
 print({k: round(v, 3) for k, v in base_scores.items()})
 display(pd.DataFrame({"phrase": test["phrase"][:5], "expected": test["tone"][:5], "base answer": base_answers[:5]}))
+
+# %% [markdown]
+# ### Could we just ask?
+#
+# An instruct model follows instructions, so the fair baseline for fine-tuning is a prompt that asks for the
+# tone and names the four choices. We read its answer leniently: the first tone word anywhere in it
+# (`metrics.find_label`), so "The tone of this sentence is fear." counts as *fear*. A model that knows
+# English but was never trained on this task answers in its own words, and often not with the tone at all.
+
+# %%
+ask = "{phrase}\n\nIs the tone of this sentence joy, sad, fear or surprise? Answer with one of those four words."
+asked_prompts = [templates.chat_texts(tokenizer, ask.format(phrase=p))[0] for p in test["phrase"]]
+asked_answers = generation.generate_answers(base_model, tokenizer, asked_prompts, max_new_tokens=16)
+asked_scores = metrics.classification_scores(test["tone"], [metrics.find_label(a, TONES) for a in asked_answers],
+                                             TONES)
+print("asked, accuracy", round(asked_scores["accuracy"], 3), "| answers:",
+      pd.Series([a.strip()[:40] for a in asked_answers]).value_counts().head(4).to_dict())
 
 # %% [markdown]
 # ## 4 · Add LoRA adapters
@@ -245,15 +267,17 @@ assert losses[-1] < losses[0], "the training loss should fall"
 
 # %%
 ft_answers, ft_scores = evaluate(model)
-table = pd.DataFrame({"base": base_scores, "fine-tuned": ft_scores}).round(3)
+table = pd.DataFrame({"base": base_scores, "base, asked": asked_scores, "fine-tuned": ft_scores}).round(3)
 display(table)
-plots.bar_compare({"base": base_scores["accuracy"], "LoRA": ft_scores["accuracy"]}, "held-out accuracy",
-                  title=f"{len(test)} held-out phrases")
+plots.bar_compare({"base": base_scores["accuracy"], "base, asked": asked_scores["accuracy"],
+                   "LoRA": ft_scores["accuracy"]}, "held-out accuracy", title=f"{len(test)} held-out phrases")
 wrong = [(p, t, a) for p, t, a in zip(test["phrase"], test["tone"], ft_answers) if metrics.parse_label(a, TONES) != t]
 display(pd.DataFrame(wrong[:8], columns=["phrase", "expected", "answer"]))
 if bar is not None:
     assert ft_scores["accuracy"] >= bar, f"fine-tuned accuracy {ft_scores['accuracy']:.3f} < {bar}"
     assert ft_scores["accuracy"] - base_scores["accuracy"] >= 0.5, "fine-tuning should beat the base by a wide margin"
+    # SmolLM2, asked, scored 0.19 on these 100 phrases (it answers "joy" for almost every one; chance is 0.25)
+    assert ft_scores["accuracy"] - asked_scores["accuracy"] >= 0.5, "fine-tuning should beat asking by a wide margin"
 
 # %% [markdown]
 # ## 7 · Save the adapter, reload it, merge it
@@ -302,8 +326,9 @@ print(exercises.check_lora_parameters(answer, load_base("lora"), r=16, module_na
 #
 # - A text or chat template turns rows into training text; the prompt at inference must be the same,
 #   and the answer ends with EOS once. Response-only labels train the answer alone.
-# - LoRA trains well under 10 % of the parameters here (a far smaller share on real models) and lifts
-#   held-out accuracy from about zero to above 0.9 in about a minute on a CPU.
+# - Asking the instruct model for the tone got about 0.2 (below chance: it says "joy" for almost everything).
+#   LoRA trains under 2 % of SmolLM2's parameters and lifts held-out accuracy to about 0.9 in 60 steps
+#   (about two minutes on a CPU).
 # - The knowledge came from pretraining: the test's feeling words were never in the fine-tuning data.
 # - An adapter is small, reloads exactly, and merges into a plain model for deployment (notebook 06).
 #
@@ -311,7 +336,8 @@ print(exercises.check_lora_parameters(answer, load_base("lora"), r=16, module_na
 
 # %%
 summary = {
-    "base_accuracy": base_scores["accuracy"], "finetuned_accuracy": ft_scores["accuracy"],
+    "base_accuracy": base_scores["accuracy"], "asked_accuracy": asked_scores["accuracy"],
+    "finetuned_accuracy": ft_scores["accuracy"],
     "finetuned_macro_f1": ft_scores["macro_f1"], "merged_accuracy": merged_scores["accuracy"],
     "unparseable_base": base_scores["unparseable"], "train_seconds": round(train_seconds, 1),
     "steps_per_second": round(cfg.max_steps / train_seconds, 2), "final_train_loss": losses[-1],

@@ -19,6 +19,10 @@
 # - see why the base model matters: one run config on the tiny Llama and on SmolLM2-135M, on a task whose
 #   words the tiny model never saw.
 #
+# **Model:** the tiny Llama by default for the four task types (five trainings fit the budget only there),
+# and SmolLM2 beside it in section 8, where the lesson is what a pretrained model knows;
+# `-p model_name smollm2-135m` runs every section on SmolLM2.
+#
 # **Time on 2 CPU cores:** about 4 minutes (five short LoRA runs on the tiny Llama, then the same config
 # on both models, SmolLM2's 40 steps taking about 100 s); about 8 minutes with `model_name smollm2-135m`.
 #

@@ -20,11 +20,17 @@
 # - run the course's small app (`python -m labhelpers serve`) the way you would from a shell;
 # - say what `olive auto-opt` does, in these terms.
 #
+# **Model:** the tiny Llama by default, because five exports of SmolLM2 take twice this notebook's 5-minute
+# budget; sizes, tokens/s and what int4 costs in accuracy are only worth reading on real weights, so run
+# `-p model_name smollm2-135m` (about 10 minutes) for the figures you would ship by (the README lists them).
+#
 # **Time on 2 CPU cores:** about 2½ minutes (two short trainings, five exports, the measurements);
 # about 10 minutes with `model_name smollm2-135m`.
 #
-# **Chapter:** Deployment → merging adapters, ONNX conversion and int4 quantisation (Olive `auto-opt`),
-# ONNX Runtime GenAI, multi-LoRA serving.
+# **Chapter:** Example 1's last step (`olive auto-opt` to ONNX Runtime GenAI for a CPU), the multi-adapter
+# section (several LoRA adapters on one base) and the conclusion's "plan deployment from the start". The
+# chapter has no deployment section of its own and names no precision: merging, int8 and int4 are the
+# course's additions, each measured here.
 
 # %% tags=["parameters"]
 # Parameters: papermill sets these (-p name value). The defaults are the fast workshop setting.
@@ -435,6 +441,42 @@ assert len({tuple(map(tuple, v)) for v in reference_by_adapter.values()}) == 3, 
 with pd.option_context("display.max_colwidth", 40):
     display(pd.DataFrame(shown, index=switch_texts))
 
+
+# %% [markdown]
+# ### The same, without the course's helpers: what an app needs
+#
+# `build_genai` runs the model builder as a command (the int4 build of section 3, and the runtime-adapter
+# build above):
+#
+# ```bash
+# python -m onnxruntime_genai.models.builder -i MERGED_DIR -o OUT_DIR -p int4 -e cpu -c CACHE_DIR
+# python -m onnxruntime_genai.models.builder -i BASE_DIR -o OUT_DIR -p fp32 -e cpu -c CACHE_DIR \
+#     --extra_options adapter_path=PEFT_ADAPTER_DIR
+# ```
+#
+# and `GenAIModel` wraps this loop (`og.Model`, `og.Adapters`, `og.Generator`), which an app can copy as it is.
+# It must give exactly the tokens checked above.
+
+# %%
+import onnxruntime_genai as og
+
+app_model = og.Model(str(runtime_dir))                 # genai_config.json, model.onnx, the tokenizer
+app_tokenizer = og.Tokenizer(app_model)
+app_adapters = og.Adapters(app_model)
+app_adapters.load(str(adapter_files["tone"]), "tone")  # any number, each under a name
+ids = app_tokenizer.encode(switch_prompts[0])           # the prompt already holds the chat template
+params = og.GeneratorParams(app_model)
+params.set_search_options(do_sample=False, max_length=len(ids) + parity_tokens)
+generator = og.Generator(app_model, params)
+generator.set_active_adapter(app_adapters, "tone")       # per generator, so per request
+generator.append_tokens(ids)
+app_tokens = []
+while not generator.is_done():
+    generator.generate_next_token()
+    app_tokens.append(int(generator.get_next_tokens()[0]))
+print(repr(app_tokenizer.decode(app_tokens)))
+assert app_tokens == reference_by_adapter["tone"][0], "the plain og loop must give PeftModel's tokens"
+del generator, app_adapters, app_model                   # frees this second copy of the model
 
 # %% [markdown]
 # The base stays loaded once; an adapter is a few hundred kilobytes and switching is a per-request

@@ -31,7 +31,12 @@
 # - reproduce the usual causes of poor results, let the diagnosis helper flag them, and fix them;
 # - know what to do when the environment is the problem.
 #
-# **Time on 2 CPU cores:** about 4 minutes (fifteen short trainings and some measurements).
+# **Model:** the tiny Llama by default: fifteen deliberately broken trainings are mechanics, and the tiny model
+# makes each take seconds; `-p model_name smollm2-135m` shows which failures look different on a pretrained
+# model (its bars are its own, section by section).
+#
+# **Time on 2 CPU cores:** about 4 minutes (fifteen short trainings and some measurements); about 24 minutes
+# with `model_name smollm2-135m` (pass `--timeout 1800` to `python -m labhelpers course`).
 #
 # **Chapter:** Common challenges and solutions (overfitting, memory limits, slow training, poor
 # performance); Best practices.

@@ -19,16 +19,20 @@ def _minutes(value) -> str:
     return "< 1" if value < 1 else f"≈ {value:g}"
 
 
-def test_every_notebook_is_listed_with_its_time():
-    # The table's last two cells are the catalog's measured minutes: tiny Llama, then SmolLM2.
+MODEL_NAMES = {"tiny": "tiny Llama", "smollm2-135m": "SmolLM2"}
+
+
+def test_every_notebook_is_listed_with_its_model_and_time():
+    # The table's last three cells: the default model, then the catalog's measured minutes on tiny Llama and SmolLM2.
     for path in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
         assert path.stem in NOTEBOOKS, f"labhelpers/catalog.py lacks {path.stem}"
         row = next((line for line in README.splitlines() if line.startswith(f"| `{path.name}`")), None)
         assert row, f"README's notebook table lacks {path.name}"
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
         entry = NOTEBOOKS[path.stem]
-        expected = [_minutes(entry["cpu_minutes"]), _minutes(entry["smollm2_minutes"])]
-        assert cells[-2:] == expected, (path.name, cells[-2:], expected)
+        expected = [MODEL_NAMES[entry["default_model"]], _minutes(entry["tiny_minutes"]),
+                    _minutes(entry["smollm2_minutes"])]
+        assert cells[-3:] == expected, (path.name, cells[-3:], expected)
 
 
 def test_ci_runs_the_readme_test_command():

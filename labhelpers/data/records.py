@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from labhelpers.errors import DataError
+from labhelpers.models.presets import hub_offline, hub_reachable
 
 FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "true/false", list: "list", dict: "object",
@@ -288,6 +289,11 @@ def load(name_or_path: str | Path, data_files=None, split: str | None = "train",
         return _load_many(data_files, fmt, allow_bom)
     if data_files is not None:
         raise DataError(f"data_name={name!r} with data_files: use data_name 'json' or 'csv' for local files")
+    if not hub_offline() and not hub_reachable():
+        # Fail in seconds, not after datasets' retries and timeouts.
+        raise DataError(f"could not load {name!r}: it is not a local file (.json/.jsonl/.csv) and the Hugging Face "
+                        "hub cannot be reached from this machine. Point at a local file, or set HF_HUB_OFFLINE=1 "
+                        "to use a copy already in the hub cache.")
     try:
         return datasets.load_dataset(name, split=split)
     except Exception as err:  # noqa: BLE001 - the hub raises many types; one clear line instead

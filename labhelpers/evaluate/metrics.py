@@ -22,6 +22,14 @@ def parse_label(answer: str, labels: list[str] | tuple[str, ...]) -> str:
     return wanted.get(words[0], UNPARSEABLE) if words else UNPARSEABLE
 
 
+def find_label(answer: str, labels: list[str] | tuple[str, ...]) -> str:
+    """The first label named anywhere in a free-form answer ("The tone of this sentence is fear.").
+
+    A lenient reading for models that were only asked, never trained on the answer format."""
+    wanted = {label.lower(): label for label in labels}
+    return next((wanted[w] for w in re.findall(r"[a-z]+", answer.lower()) if w in wanted), UNPARSEABLE)
+
+
 def classification_scores(y_true: list[str], y_pred: list[str], labels: list[str] | tuple[str, ...]) -> dict:
     """Accuracy, macro F1, per-class F1 and the share of unparseable answers (flat dict)."""
 

@@ -32,8 +32,9 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
     },
     "02": {
         TINY: {"steps": {"max_steps": 300}, "bars": {"min_accuracy": 0.90}},
-        # measured: 0.91 on 200 held-out phrases (base 0.00); 40 steps gave 0.885
-        SMOLLM2: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.90}},
+        # measured (the notebook's default, 223 s on 2 idle cores): 0.91 on 100 held-out phrases (base 0.00, the base
+        # asked for the tone 0.19); 40 steps gave 0.86. The bar leaves 0.06 for another machine's kernels.
+        SMOLLM2: {"steps": {"max_steps": 60}, "bars": {"min_accuracy": 0.85}},
     },
     "03": {
         TINY: {"steps": {"max_steps": 60, "logging_steps": 10, "eval_steps": 20, "learning_rate": 5e-3},
@@ -53,10 +54,15 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
                                           "summarization": 0.5}}},
     },
     "05": {
-        TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40, "eval_steps": 25},
+        TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40, "eval_steps": 25,
+                         "early_stopping_patience": 3},
                "bars": {"min_accuracy": 0.90}},
-        # measured (max_steps 60, qa 30): accuracy 0.915, Q&A exact match 1.00
-        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 20, "resume_steps": 10, "eval_steps": 10},
+        # SmolLM2's validation loss (48 rows) is lowest near step 20 and bumps up at 30-40 (0.08 -> 0.17; back to
+        # 0.11 at 60), so patience 2 stops the run at 40 with step 20's weights. Measured (the notebook's default,
+        # 281 s on 2 idle cores): stopped at 40, accuracy 0.00 -> 0.93 on 100 held-out phrases, Q&A exact match
+        # 0.00 -> 0.83 (16 steps), resume: the same loss. The bar leaves 0.08.
+        SMOLLM2: {"steps": {"max_steps": 60, "qa_steps": 16, "resume_steps": 6, "eval_steps": 10,
+                            "early_stopping_patience": 2},
                   "bars": {"min_accuracy": 0.85}},
     },
     "06": {

@@ -98,8 +98,25 @@ def test_loads_json_jsonl_csv_and_datasets_style(tmp_path, untouched):
     assert rec.lines[:3] == [2, 6, 10], "each record's starting line is kept"
 
 
-def test_unknown_hub_name_offline_is_one_clear_error():
-    with pytest.raises(DataError, match="neither a local file"):
+def test_unknown_hub_name_offline_is_one_clear_error(monkeypatch):
+    # No hub from here: the error comes at once (it took 23 s of datasets' retries before) and names the fixes.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(records, "hub_reachable", lambda: False)
+    with pytest.raises(DataError, match="not a local file .* hub cannot be reached.*HF_HUB_OFFLINE=1"):
+        records.load("no-such-org/no-such-dataset-xyz")
+
+
+def test_a_hub_failure_is_one_clear_error(monkeypatch):
+    # Whatever datasets raises for a hub name (here as it does offline: datasets' own retries take 20 s, so
+    # its call is replaced), the learner gets one DataError that says what the name is not.
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'no-such-org/no-such-dataset-xyz' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(records.datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"could not load 'no-such-org/no-such-dataset-xyz' \(ConnectionError: "
+                                        r"Couldn't reach.*neither a local file"):
         records.load("no-such-org/no-such-dataset-xyz")
 
 

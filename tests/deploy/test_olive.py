@@ -285,20 +285,34 @@ def test_environment_versions_reads_the_other_venv(tmp_path):
 
 # --- the real thing --------------------------------------------------------------------------------
 
-def test_olive_finetune_really_trains_an_adapter(tmp_path):
-    """`olive finetune` for a few steps in .venv-olive (about 30 s, most of it Olive's start-up)."""
+def _seeded_finetune(work, torch_seed):
+    """`olive finetune` for 3 steps on 48 rows in ``work`` (about 17 s, most of it Olive's start-up)."""
+    rows = [json.loads(line) for line in (BASE_MODEL_DIR.parent / "tone" / "train.jsonl").open()][:48]
+    data = work / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = work / "ft"
+    args = olive.finetune_args(BASE_MODEL_DIR, data, olive.TONE_TEXT_TEMPLATE, method="lora", max_steps=3,
+                               out=out, max_seq_len=64, learning_rate=1e-3)
+    return out, olive.run_olive(args, olive.finetune_outputs(out), log_path=work / "olive.log", cwd=work,
+                                stream=False, timeout=600, torch_seed=torch_seed)
+
+
+@pytest.fixture(scope="module")
+def seeded_olive(tmp_path_factory):
+    """One seeded run, shared: the training checks and the repeatability check both read it."""
     try:
         olive.olive_executable()
     except OliveError as err:
         pytest.fail(f"{err}\n(this test needs the Olive environment; it is part of `make test`)")
-    rows = [json.loads(line) for line in (BASE_MODEL_DIR.parent / "tone" / "train.jsonl").open()][:48]
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "ft"
-    args = olive.finetune_args(BASE_MODEL_DIR, data, olive.TONE_TEXT_TEMPLATE, method="lora", max_steps=3,
-                               out=out, max_seq_len=64, learning_rate=1e-3)
-    run = olive.run_olive(args, olive.finetune_outputs(out), log_path=tmp_path / "olive.log", cwd=tmp_path,
-                          stream=False, timeout=600, torch_seed=0)
+    work = tmp_path_factory.mktemp("olive-seeded")
+    out, run = _seeded_finetune(work, torch_seed=0)
+    return work, out, run
+
+
+def test_olive_finetune_really_trains_an_adapter(seeded_olive):
+    """`olive finetune` for a few steps in .venv-olive: a LoRA adapter that loads in the course's environment
+    and changes the model."""
+    tmp_path, out, run = seeded_olive
     config = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA" and config["r"] == 16 and config["lora_alpha"] == 32
     log = olive.training_log((tmp_path / "olive.log").read_text())
@@ -326,21 +340,16 @@ def test_olive_finetune_really_trains_an_adapter(tmp_path):
     assert os.path.samefile(config["base_model_name_or_path"], BASE_MODEL_DIR)
 
 
-def test_olive_finetune_is_repeatable_only_with_torch_seeded(tmp_path):
-    """The same `olive finetune` from two folders: the same adapter bytes with torch_seed, others without
-    (Olive 0.13 creates the LoRA weights before anything seeds torch). About 75 s: three Olive starts."""
-    rows = [json.loads(line) for line in (BASE_MODEL_DIR.parent / "tone" / "train.jsonl").open()][:16]
-    data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    adapters = {}
-    for name, seed in (("seeded_a", 0), ("seeded_b", 0), ("unseeded", None)):
+def test_olive_finetune_is_repeatable_only_with_torch_seeded(seeded_olive, tmp_path):
+    """The same `olive finetune` from other folders: the same adapter bytes with torch_seed, others without
+    (Olive 0.13 creates the LoRA weights before anything seeds torch). Two more Olive starts, about 35 s."""
+    _, first, _ = seeded_olive
+    adapters = {"seeded_a": (first / "adapter" / "adapter_model.safetensors").read_bytes()}
+    for name, seed in (("seeded_b", 0), ("unseeded", None)):
         work = tmp_path / name
         work.mkdir()
-        args = olive.finetune_args(BASE_MODEL_DIR, data, olive.TONE_TEXT_TEMPLATE, method="lora", max_steps=1,
-                                   out="ft", max_seq_len=32, learning_rate=1e-3)
-        olive.run_olive(args, olive.finetune_outputs(work / "ft"), cwd=work, stream=False, timeout=600,
-                        torch_seed=seed)
-        adapters[name] = (work / "ft" / "adapter" / "adapter_model.safetensors").read_bytes()
+        out, _ = _seeded_finetune(work, torch_seed=seed)
+        adapters[name] = (out / "adapter" / "adapter_model.safetensors").read_bytes()
     assert adapters["seeded_a"] == adapters["seeded_b"]
     assert adapters["unseeded"] != adapters["seeded_a"]
 

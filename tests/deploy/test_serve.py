@@ -7,6 +7,7 @@ import sys
 import onnx_artefacts as art
 import pytest
 
+from labhelpers.deploy import serve as serve_cli
 from labhelpers.paths import REPO_ROOT
 
 
@@ -43,8 +44,16 @@ def test_argv_prompts_with_use(base, root):
                                                                          expected(base, root, "B", 1)]
 
 
+def _serve_in_process(capsys, *args) -> subprocess.CompletedProcess:
+    """The same CLI entry point in this process (no 8 s interpreter start per case); one case above runs it for
+    real, as a subprocess, so the exit code and the streams are checked end to end."""
+    code = serve_cli.main(["--threads", "1", *map(str, args)])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, stdout=out.out, stderr=out.err)
+
+
 @pytest.mark.parametrize("case", ["missing folder", "missing adapter", "foreign adapter", "bad spec", "unknown use"])
-def test_errors_exit_2_with_one_line(base, root, tmp_path, case):
+def test_errors_exit_2_with_one_line(base, root, tmp_path, capsys, case):
     model = art.genai_runtime(base, root)
     args, needle = {
         "missing folder": (["--model", tmp_path / "nope"], "does not exist"),
@@ -54,7 +63,7 @@ def test_errors_exit_2_with_one_line(base, root, tmp_path, case):
         "bad spec": (["--model", model, "--adapter", "just-a-path"], "NAME=PATH"),
         "unknown use": (["--model", model, "--use", "Z"], "no adapter named 'Z'"),
     }[case]
-    res = serve(*args, "hello")
+    res = serve(*args, "hello") if case == "missing folder" else _serve_in_process(capsys, *args, "hello")
     assert res.returncode == 2
     assert res.stdout == ""
     lines = res.stderr.strip().splitlines()

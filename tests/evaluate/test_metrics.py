@@ -1,6 +1,6 @@
 import pytest
 
-from labhelpers.evaluate.metrics import UNPARSEABLE, classification_scores, parse_label
+from labhelpers.evaluate.metrics import UNPARSEABLE, classification_scores, find_label, parse_label
 
 TONES = ("joy", "sad", "fear", "surprise")
 
@@ -48,3 +48,14 @@ def test_confusion_table_rows_true_columns_predicted():
     assert UNPARSEABLE not in confusion_table(["joy"], ["sad"], TONES).columns
     with pytest.raises(ValueError, match="equal"):
         confusion_table([], [], TONES)
+
+
+@pytest.mark.parametrize("answer, label", [
+    ("The tone of this sentence is fear.", "fear"),
+    ("Joy, mostly; a little sad", "joy"),
+    ("The sentence expresses a mix of emotions", UNPARSEABLE),
+    ("joyful and fearless", UNPARSEABLE),   # whole words only: "joyful" is not the label "joy"
+    ("", UNPARSEABLE),
+])
+def test_find_label_reads_the_first_label_anywhere(answer, label):
+    assert find_label(answer, TONES) == label

@@ -21,8 +21,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from labhelpers.errors import ModelError, OverwriteError
 from labhelpers.models import real
-from labhelpers.models.presets import MANIFEST_NAME, PRODUCER, local_build_ready
-from labhelpers.paths import REPO_ROOT
+from labhelpers.models.presets import MANIFEST_NAME, PRODUCER, local_build_ready, read_manifest
+from labhelpers.paths import REAL_MODEL_DIR, REPO_ROOT
 
 FRANCE = "What is the capital of France? Answer in one word."
 #: Chat prompts for the og-vs-transformers parity: special tokens, digits, non-ASCII, newlines, spaces.
@@ -103,11 +103,17 @@ def test_manifest_records_inputs_and_provenance(built, wheel):
 
 
 def test_conversion_is_deterministic(built, wheel, tmp_path):
-    again = real.build_real_model(tmp_path / "again", wheel_cache=wheel.parent, log=None)
-    first = json.loads((built / MANIFEST_NAME).read_text())["files"]
-    second = json.loads((again / MANIFEST_NAME).read_text())["files"]
-    assert first == second  # every file, model.safetensors included, has the same sha256
-    assert real.sha256_of(again / "model.safetensors") == first["model.safetensors"]["sha256"]
+    mine = json.loads((built / MANIFEST_NAME).read_text())
+    # The course's own folder (`make real-model`, run before the tests) is a second conversion when it was made by
+    # this converter from this wheel with the same libraries; otherwise convert once more (about 30 s).
+    theirs = read_manifest(REAL_MODEL_DIR) if local_build_ready(REAL_MODEL_DIR) else None
+    if theirs is None or real.folder_state(REAL_MODEL_DIR) != "current" or theirs["libraries"] != mine["libraries"]:
+        again = real.build_real_model(tmp_path / "again", wheel_cache=wheel.parent, log=None)
+        theirs = json.loads((again / MANIFEST_NAME).read_text())
+    else:
+        again = REAL_MODEL_DIR
+    assert mine["files"] == theirs["files"]  # every file, model.safetensors included, has the same sha256
+    assert real.sha256_of(again / "model.safetensors") == mine["files"]["model.safetensors"]["sha256"]
 
 
 def test_up_to_date_folder_is_not_rebuilt(built, monkeypatch, capsys):
