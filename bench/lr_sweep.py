@@ -7,7 +7,7 @@ seconds per step. Weights stay fp32 (bf16 autocast where the CPU runs it in hard
 weights would round full fine-tuning's small updates away. Writes ``bench/results/lr_sweep_smollm2.csv``,
 a markdown table and a chart (notebook 02 shows them).
 
-    .venv/bin/python bench/lr_sweep.py [--steps 30] [--n-test 100]      (needs `make real-model`; ~15 min)
+    .venv/bin/python bench/lr_sweep.py [--steps 30] [--n-test 100]      (needs `make real-model`; about 9 min on 2 cores)
 """
 
 import argparse
@@ -19,7 +19,7 @@ import time
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import (  # noqa: E402
@@ -31,6 +31,7 @@ from transformers import (  # noqa: E402
     set_seed,
 )
 
+from labhelpers.evaluate import plots  # noqa: E402
 from labhelpers.memory.hardware import busy_processes, busy_warning, cpu_bf16_supported  # noqa: E402
 from labhelpers.paths import REAL_MODEL_DIR, REPO_ROOT  # noqa: E402
 from labhelpers.train.tonetask import ToneTask  # noqa: E402
@@ -91,14 +92,9 @@ def main():
     lines += [f"| {r['method']} | {r['learning_rate']:g} | {r['accuracy']:.2f} | {r['first_loss']:.3f} -> "
               f"{r['last_loss']:.3f} | {r['seconds_per_step']:.2f} |" for r in rows]
     (RESULTS / "lr_sweep_smollm2.md").write_text("\n".join(lines) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for method in GRID:
-        pts = [(r["learning_rate"], r["accuracy"]) for r in rows if r["method"] == method]
-        ax.plot(*zip(*pts), marker="o", label=method)
-    ax.axvspan(1e-5, 1e-4, color="grey", alpha=0.15, label="the chapter's range")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="held-out accuracy", ylim=(-0.02, 1.02),
-           title=f"SmolLM2-135M, {args.steps} steps")
-    ax.legend()
+    fig = plots.sweep_curves(pd.DataFrame(rows), "learning_rate", "accuracy", "method", band=(1e-5, 1e-4),
+                             band_label="the chapter's range", title=f"SmolLM2-135M, {args.steps} steps")
+    fig.axes[0].set_ylim(-0.02, 1.02)
     fig.tight_layout()
     fig.savefig(RESULTS / "lr_sweep_smollm2.png", dpi=110)
     print("\n".join(lines))

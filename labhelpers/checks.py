@@ -33,3 +33,15 @@ def check_number(name: str, value, low: float, high: float | None, hint: str) ->
     if not ok:
         rng = f"in ({low}, {high})" if high is not None else f"> {low}"
         raise ConfigError(f"{name}={value!r} must be a number {rng} ({hint})")
+
+
+def check_bool(name: str, value) -> None:
+    """Raise ConfigError unless ``value`` is True or False (not "yes", 1 or None)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be True or False")
+
+
+def check_fraction(name: str, value, low: float = 0.0, high: float = 1.0, hint: str = "") -> None:
+    """Raise ConfigError unless ``value`` is a number in [``low``, ``high``]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name}={value!r} must be a number in [{low:g}, {high:g}]" + (f" ({hint})" if hint else ""))

@@ -55,6 +55,9 @@ def prepare_output_dir(output_dir: str | Path | None, name: str) -> Path:
     does not depend on the notebook's working directory); an absolute path is used as is. An existing,
     non-empty folder is refused rather than overwritten.
     """
+    if output_dir is not None and not isinstance(output_dir, (str, Path)):
+        raise ConfigError(f"output_dir={output_dir!r} must be a folder path (text), or empty for a new folder "
+                          "under runs/")
     if not output_dir:
         return new_run_dir(name)
     path = Path(output_dir).expanduser()

@@ -51,21 +51,19 @@ output_dir = ""
 
 # %%
 # Check every parameter before any work: a wrong one stops here with a message that names it.
-from labhelpers.checks import check_int
-from labhelpers.errors import ConfigError
+from labhelpers.checks import check_fraction, check_int
 from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, effects_checked
 from labhelpers.train.methods import check_methods
 
 schedule = workshop.steps("01", resolve_model(model_name), max_steps=max_steps)
+learning_rates = {"full": lr_full, "lora": lr_lora, "qlora": lr_qlora, "ia3": lr_ia3}
+methods = check_methods(methods, learning_rates)   # before TrainConfig, so a bad lr_* is named as such
 cfg = TrainConfig(model_name=model_name, method="lora", max_steps=schedule["max_steps"], learning_rate=lr_lora,
                   lora_r=lora_r, lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
-learning_rates = {"full": lr_full, "lora": lr_lora, "qlora": lr_qlora, "ia3": lr_ia3}
-methods = check_methods(methods, learning_rates)
 check_int("n_test", n_test, low=1)
-if not (isinstance(max_accuracy_gap, (int, float)) and 0 <= max_accuracy_gap <= 1):
-    raise ConfigError(f"max_accuracy_gap={max_accuracy_gap!r} must be a number in [0, 1], e.g. 0.05")
+check_fraction("max_accuracy_gap", max_accuracy_gap, hint="e.g. 0.05")
 strict = effects_checked(assert_relations, cfg, "01", name="assert_relations")
 print(workshop.describe("01", cfg.model_path))
 print(f"model {cfg.model_path}\nmethods {methods}, {cfg.max_steps} steps each, batch {cfg.batch_size}\n"

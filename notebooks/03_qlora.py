@@ -53,7 +53,9 @@ trust_remote_code = False
 
 # %%
 # Check every parameter before any work.
-from labhelpers.checks import check_int
+import re
+
+from labhelpers.checks import check_bool, check_int
 from labhelpers.errors import ConfigError
 from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
@@ -64,6 +66,14 @@ schedule = workshop.steps("03", resolve_model(model_name), max_steps=max_steps, 
                           eval_steps=eval_steps, learning_rate=learning_rate)
 max_steps, logging_steps, eval_steps, learning_rate = (schedule[k] for k in ("max_steps", "logging_steps",
                                                                              "eval_steps", "learning_rate"))
+for name, value in {"gradient_checkpointing": gradient_checkpointing, "double_quant": double_quant,
+                    "compare_lora": compare_lora}.items():
+    check_bool(name, value)
+for name, value in {"train_split": train_split, "eval_split": eval_split}.items():
+    # datasets' split syntax, as Olive's --train_split takes it: a split name, optionally sliced
+    if not isinstance(value, str) or not re.fullmatch(r"(train|validation|test)(\[-?\d*%?:-?\d*%?\])?", value):
+        raise ConfigError(f"{name}={value!r} must be a split of the tone data, optionally sliced: "
+                          "'train', 'train[:640]', 'validation[:48]', 'train[10%:]'")
 cfg = TrainConfig(model_name=model_name, method="qlora", max_steps=max_steps, learning_rate=learning_rate,
                   lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, batch_size=batch_size,
                   seed=seed, output_dir=output_dir, trust_remote_code=trust_remote_code)

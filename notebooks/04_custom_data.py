@@ -55,7 +55,7 @@ world_lr = 2e-3
 
 # %%
 # Check the parameters first: a wrong one stops here, named.
-from labhelpers.checks import check_int, check_number
+from labhelpers.checks import check_fraction, check_int, check_number
 from labhelpers.errors import ConfigError
 from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
@@ -63,23 +63,23 @@ from labhelpers.train.config import TrainConfig
 
 schedule = workshop.steps("04", resolve_model(model_name), qa_steps=qa_steps, task_steps=task_steps)
 qa_steps, task_steps = schedule["qa_steps"], schedule["task_steps"]
+check_int("qa_steps", qa_steps, low=1)   # before TrainConfig, which would name it max_steps
 cfg = TrainConfig(model_name=model_name, max_steps=qa_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, batch_size=batch_size, seed=seed, output_dir=output_dir)
 for name, value in {"task_steps": task_steps, "n_eval": n_eval, "world_steps": world_steps}.items():
     check_int(name, value, low=1)
 check_number("world_lr", world_lr, 0.0, 1.0, "e.g. 2e-3")
-world_bars = workshop.world_bars(resolve_model(world_model), world_steps)
-if not 0.05 <= validation_fraction <= 0.5:
-    raise ConfigError(f"validation_fraction={validation_fraction!r} must be in [0.05, 0.5] (0.1-0.2 is usual)")
+world_bars = workshop.world_bars(resolve_model(world_model, param="world_model"), world_steps)
+check_fraction("validation_fraction", validation_fraction, 0.05, 0.5, "0.1-0.2 is usual")
 TASKS = ("qa", "classification", "generation", "extraction", "summarization")
 if min_margin == "auto":   # each bar sits below what the workshop run measured (see the closing table)
     margins = workshop.bar("04", cfg.model_path, "min_margin", "auto", schedule)
 elif min_margin is None:
     margins = None
-elif isinstance(min_margin, (int, float)) and not isinstance(min_margin, bool):
+elif isinstance(min_margin, (int, float)) and not isinstance(min_margin, bool) and 0 <= min_margin <= 1:
     margins = {k: float(min_margin) for k in TASKS}
 else:
-    raise ConfigError(f"min_margin={min_margin!r}: use \"auto\", a number such as 0.2, or None")
+    raise ConfigError(f"min_margin={min_margin!r}: use \"auto\", a number in [0, 1] such as 0.2, or None")
 print(f"model {cfg.model_path}; Q&A {qa_steps} steps, tasks {task_steps} steps each; margins asserted: {margins}")
 
 # %%

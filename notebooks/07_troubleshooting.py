@@ -76,6 +76,7 @@ schedule = workshop.steps("07", resolve_model(model_name), overfit_rows=overfit_
                           eval_steps=eval_steps, poor_steps=poor_steps)
 overfit_rows, overfit_steps, eval_steps, poor_steps = (schedule[k] for k in ("overfit_rows", "overfit_steps",
                                                                              "eval_steps", "poor_steps"))
+check_int("overfit_steps", overfit_steps, low=1)   # before TrainConfig, which would name it max_steps
 cfg = TrainConfig(model_name=model_name, max_steps=overfit_steps, learning_rate=learning_rate, lora_r=lora_r,
                   lora_alpha=lora_alpha, seed=seed, output_dir=output_dir)
 check_int("overfit_rows", overfit_rows, low=8)

@@ -58,11 +58,11 @@ schedule = workshop.steps("08", resolve_model(model_name), adapter_steps=adapter
                           weighted_steps=weighted_steps)
 adapter_steps, n_trials, search_steps, contrastive_steps, weighted_steps = (
     schedule[k] for k in ("adapter_steps", "n_trials", "search_steps", "contrastive_steps", "weighted_steps"))
-cfg = TrainConfig(model_name=model_name, max_steps=adapter_steps, seed=seed, output_dir=output_dir)
 for name, value, low in (("adapter_steps", adapter_steps, 1), ("n_trials", n_trials, 1),
                          ("search_steps", search_steps, 1), ("contrastive_steps", contrastive_steps, 1),
                          ("weighted_steps", weighted_steps, 1), ("n_test", n_test, 10)):
     check_int(name, value, low=low)
+cfg = TrainConfig(model_name=model_name, max_steps=adapter_steps, seed=seed, output_dir=output_dir)
 if search_sampler not in ("random", "tpe"):
     raise ConfigError(f"search_sampler={search_sampler!r} must be 'random' or 'tpe'")
 if isinstance(minority_share, bool) or not isinstance(minority_share, (int, float)) or not 0 < minority_share < 0.25:

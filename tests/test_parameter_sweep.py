@@ -26,10 +26,16 @@ WRONG_TYPE = "lots"
 #: asserting: labhelpers/train/workshop.py). Keys: parameter name (any notebook) or "stem:name".
 LEGAL = {
     "model_name": {""},           # the tiny Llama
-    "output_dir": {""},           # a new folder under runs/
+    "world_model": {""},
+    "output_dir": {"", "no-such-choice"},   # empty: a new folder under runs/; any other text is a folder to make
     "seed": {0, 1},
     "threads": {0, 1},            # 0: as many as torch uses
-    "world_model": {""},
+    "lora_alpha": {1, 2.5},       # any positive scale
+    "lora_dropout": {0},
+    "max_accuracy_gap": {0, 1},   # bars and allowed drops are fractions in [0, 1]
+    "min_accuracy": {0, 1},
+    "max_int4_drop": {0, 1},
+    "min_margin": {0, 1},
 }
 #: Positive whole numbers are legal for these from 1 (or the low bound the notebook states).
 COUNTS = ("steps", "n_", "batch", "rows", "trials", "lora_r", "lora_alpha", "grad_accum", "patience",
@@ -106,6 +112,7 @@ def test_the_sweep_covers_every_notebook():
 
 
 def _run_check(stem: str, name: str, value):
+    # The check cells may make their run folder (00 does): LAB_RUNS_DIR is a temporary folder here.
     params, check = _parameters_and_check(stem)
     namespace: dict = {}
     exec(params, namespace)  # noqa: S102
@@ -115,7 +122,8 @@ def _run_check(stem: str, name: str, value):
 
 
 @pytest.mark.parametrize("stem, name, value", CASES, ids=[f"{s}-{n}={v!r}" for s, n, v in CASES])
-def test_an_edge_value_passes_the_checks_or_is_named(stem, name, value):
+def test_an_edge_value_passes_the_checks_or_is_named(stem, name, value, tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
     try:
         _run_check(stem, name, value)
     except LabError as err:

@@ -38,3 +38,22 @@ def bar_compare(values: dict[str, float], ylabel: str, ax=None, title: str = "",
         ax.set_ylim(*ylim)
     ax.set_title(title)
     return ax.figure
+
+
+def sweep_curves(frame, x: str, y: str, by: str, ax=None, band: tuple[float, float] | None = None,
+                 band_label: str = "", title: str = "", logx: bool = True):
+    """``y`` against ``x`` (log scale), one line per value of ``by``; ``band`` shades a range of ``x``."""
+
+    missing = [c for c in (x, y, by) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the sweep table has no column {missing}; it has {list(frame.columns)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.2))
+    for key, part in frame.sort_values(x).groupby(by, sort=False):
+        ax.plot(part[x], part[y], marker="o", label=str(key))
+    if band:
+        ax.axvspan(*band, color="grey", alpha=0.15, label=band_label or None)
+    ax.set(xscale="log" if logx else "linear", xlabel=x.replace("_", " "), ylabel=y.replace("_", " "), title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return ax.figure

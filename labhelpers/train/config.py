@@ -50,6 +50,9 @@ class TrainConfig:
                               "list of module names such as ['q_proj', 'v_proj']")
         if not isinstance(self.trust_remote_code, bool):
             raise ConfigError("trust_remote_code must be True or False")
+        if not isinstance(self.output_dir, str):
+            raise ConfigError(f"output_dir={self.output_dir!r} must be a folder path (text), or empty for a new "
+                              "folder under runs/")
         self.model_path = resolve_model(self.model_name)
 
     @classmethod
@@ -83,7 +86,7 @@ def effects_checked(check_effects, config: TrainConfig, notebook: str, schedule:
                     name: str = "check_effects") -> bool:
     """Whether a notebook asserts its measured effects: ``"auto"`` where they were measured to hold for this
     model at this schedule (``labhelpers.train.workshop``), True always, False never (report only)."""
-    if check_effects not in ("auto", True, False):
+    if check_effects != "auto" and not isinstance(check_effects, bool):   # 0 and 1 are not switches here
         raise ConfigError(f"{name}={check_effects!r} must be 'auto', True or False")
     schedule = {"max_steps": config.max_steps} if schedule is None else schedule
     return workshop.bar(notebook, config.model_path, name, check_effects, schedule) is True
