@@ -7,7 +7,7 @@ seconds per step. Weights stay fp32 (bf16 autocast where the CPU runs it in hard
 weights would round full fine-tuning's small updates away. Writes ``bench/results/lr_sweep_smollm2.csv``,
 a markdown table and a chart (notebook 02 shows them).
 
-    .venv/bin/python bench/lr_sweep.py [--steps 30] [--n-test 100]      (needs `make real-model`; about 9 min on 2 cores)
+    .venv/bin/python bench/lr_sweep.py [--steps 30] [--n-test 100]   (needs `make real-model`; about 9 min on 2 cores)
 """
 
 import argparse
