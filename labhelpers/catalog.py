@@ -16,7 +16,7 @@ NOTEBOOKS = {
         "tiny_minutes": 3, "smollm2_minutes": 19,
         "summary": "transfer learning; four methods measured side by side; low-rank updates; memory calculator"},
     "02_lora": {
-        "title": "LoRA fine-tuning", "default_model": SMOLLM2, "tiny_minutes": 1, "smollm2_minutes": 4,
+        "title": "LoRA fine-tuning", "default_model": SMOLLM2, "tiny_minutes": 1, "smollm2_minutes": 3.5,
         "summary": "LoRA on SmolLM2 for the tone task; compare with the base model, asked and not"},
     "03_qlora": {
         "title": "QLoRA", "default_model": TINY, "tiny_minutes": 3, "smollm2_minutes": 7,
@@ -31,7 +31,7 @@ NOTEBOOKS = {
         "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, ROUGE; "
                    "resume; rubric"},
     "06_onnx_deployment": {
-        "title": "Deployment with ONNX Runtime", "default_model": TINY, "tiny_minutes": 2, "smollm2_minutes": 10,
+        "title": "Deployment with ONNX Runtime", "default_model": SMOLLM2, "tiny_minutes": 2, "smollm2_minutes": 6.5,
         "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; switch LoRA adapters "
                    "at run time; the serve app; Olive auto-opt"},
     "07_troubleshooting": {

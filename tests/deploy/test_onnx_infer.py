@@ -53,7 +53,11 @@ def test_optimum_generate_returns_the_pytorch_answers(base, root, tmp_path):
     folder = art.optimum_export(base, root)
     tok = art.tokenizer(str(merged))
     expected = [tok.decode(t, skip_special_tokens=True).strip() for t in art.pytorch_tokens(str(merged))]
-    assert optimum_generate(folder, None, list(art.chat_prompts(base)), art.NEW_TOKENS) == expected
+    prompts = list(art.chat_prompts(base))
+    assert optimum_generate(folder, None, prompts, art.NEW_TOKENS) == expected
+    # Batched with left padding: the same answers, prompts of different lengths in one batch.
+    assert len({len(tok(p)["input_ids"]) for p in prompts}) > 1
+    assert optimum_generate(folder, None, prompts, art.NEW_TOKENS, batch_size=len(prompts)) == expected
     with pytest.raises(ModelError, match="does not exist"):
         optimum_generate(tmp_path / "nope", tok, ["x"], 2)
 

@@ -134,3 +134,10 @@ def test_busy_processes_sees_a_spinning_process_and_not_this_one():
 
 def test_busy_warning_is_none_when_idle():
     assert hardware.busy_warning([]) is None
+
+
+def test_attention_is_eager_on_a_cpu_and_sdpa_on_a_gpu(monkeypatch, cpu_only):
+    assert hardware.pick_attention() == "eager" == hardware.pick_attention("cpu")
+    assert hardware.pick_attention(torch.device("cuda", 0)) == "sdpa"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert hardware.pick_attention() == "sdpa"

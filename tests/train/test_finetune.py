@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from labhelpers import __main__ as cli
 from labhelpers.data import runconfig, task_data, templates
 from labhelpers.errors import ConfigError, DataError, OverwriteError
 from labhelpers.evaluate import textmetrics
@@ -117,7 +118,7 @@ def test_bad_data_leaves_no_timestamped_run_folder(config_file, tmp_path, monkey
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tmp_path):
+def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tmp_path, monkeypatch, capsys):
     path = config_file(max_steps=2, save_steps=2, output="cli")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     cmd = [sys.executable, "-m", "labhelpers", "finetune", "--config", str(path)]
@@ -125,8 +126,11 @@ def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tm
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "cli")
     assert "step 2/2" in done.stdout
-    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 2 and "refusing to overwrite" in again.stderr and "--resume" in again.stderr
-    bad = subprocess.run([sys.executable, "-m", "labhelpers", "finetune", "--config", str(tmp_path / "nope.yaml")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert bad.returncode == 2 and "no such config file" in bad.stderr
+    # The refusals run the same main() in this process (a fresh interpreter costs ~10 s each; the run above
+    # already proved the command starts from a shell).
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["finetune", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "refusing to overwrite" in err and "--resume" in err
+    assert cli.main(["finetune", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such config file" in capsys.readouterr().err
