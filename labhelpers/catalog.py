@@ -27,7 +27,7 @@ NOTEBOOKS = {
         "summary": "load, validate (report), template, split, YAML run config; classification, generation, "
                    "extraction, summarisation"},
     "05_evaluation": {
-        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 2, "smollm2_minutes": 5,
+        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 1.5, "smollm2_minutes": 5,
         "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, ROUGE; "
                    "resume; rubric"},
     "06_onnx_deployment": {

@@ -38,9 +38,9 @@
 # llama-3.2-1b, phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained (Llama-style).
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 # max_steps, qa_steps: "auto" takes the schedule measured for this model (labhelpers/train/workshop.py;
-# smollm2-135m: 60, 20; tiny: 300, 120).
-# min_accuracy: "auto" asserts that model's bar for the tone adapter (tiny: 0.85); a number sets it; None only reports.
-# max_int4_drop: "auto" asserts int4 accuracy at most that model's drop below PyTorch (0.05); a number; None.
+# smollm2-135m: 60, 16; tiny: 300, 120).
+# min_accuracy: "auto" asserts that model's bar for the tone adapter (0.85 on both); a number sets it; None reports.
+# max_int4_drop: "auto" asserts int4 accuracy at most that model's drop below PyTorch (SmolLM2 0.08, tiny 0.05).
 # threads: ONNX Runtime threads; 0 means as many as torch uses (it follows OMP_NUM_THREADS).
 model_name = "smollm2-135m"
 max_steps = "auto"         # LoRA steps for adapter A (phrase -> tone)
@@ -49,7 +49,7 @@ lora_r = 8
 lora_alpha = 16
 batch_size = 8
 qa_steps = "auto"          # LoRA steps for adapter B (Q&A, from configs/qa_lora.yaml)
-n_test = 100               # held-out tone phrases scored on every runtime (one at a time: 5 x 100 answers)
+n_test = 100               # held-out tone phrases scored on every runtime (5 runtimes x 100 answers)
 n_parity = 6               # held-out prompts compared token by token (half tone phrases, half questions)
 parity_tokens = 16         # tokens generated per prompt for the comparison
 threads = 0
