@@ -16,6 +16,7 @@ from transformers import AutoTokenizer
 
 from labhelpers.deploy.export import check_adapter_shapes, lora_inputs
 from labhelpers.errors import ConfigError, ModelError
+from labhelpers.evaluate.generation import generate_answers
 
 
 class GenAIModel:
@@ -178,7 +179,7 @@ def optimum_generate(onnx_dir, tokenizer, prompts: list[str], max_new_tokens: in
     """Greedy answers from an optimum ONNX folder (or a loaded ``ORTModelForCausalLM``).
 
     ``tokenizer``: a tokenizer, or None to load the one saved in the folder. ``batch_size`` > 1 generates
-    that many prompts at once, left-padded (as ``generation.generate_answers`` does for PyTorch).
+    that many prompts at once, left-padded (``generation.generate_answers``, the PyTorch models' loop).
     """
     is_path = isinstance(onnx_dir, (str, Path))
     model = load_optimum(onnx_dir) if is_path else onnx_dir
@@ -187,22 +188,10 @@ def optimum_generate(onnx_dir, tokenizer, prompts: list[str], max_new_tokens: in
             raise ConfigError("pass the tokenizer when passing a loaded model")
 
         tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
-    if batch_size <= 1:
-        return [tokenizer.decode(greedy_tokens(model, tokenizer, p, max_new_tokens), skip_special_tokens=True)
-                .strip() for p in prompts]
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    answers: list[str] = []
-    try:
-        for i in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            answers += [t.strip() for t in tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:],
-                                                                  skip_special_tokens=True)]
-    finally:
-        tokenizer.padding_side = old_side
-    return answers
+    if batch_size > 1:
+        return generate_answers(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return [tokenizer.decode(greedy_tokens(model, tokenizer, p, max_new_tokens), skip_special_tokens=True).strip()
+            for p in prompts]
 
 
 def parity(reference_tokens: list[int], other_tokens: list[int]) -> dict:

@@ -16,8 +16,10 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
 
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
-    was_training = model.training
-    model.eval()
+    is_module = isinstance(model, torch.nn.Module)   # an optimum ONNX model generates too, with no train mode
+    was_training = is_module and model.training
+    if is_module:
+        model.eval()
     answers: list[str] = []
     try:
         for i in range(0, len(prompts), batch_size):
@@ -30,5 +32,6 @@ def generate_answers(model, tokenizer, prompts: list[str], max_new_tokens: int =
             answers += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = old_side
-        model.train(was_training)
+        if is_module:
+            model.train(was_training)
     return answers
