@@ -19,7 +19,7 @@ are left out (T is ~50 here). The fraction is of the GEMM rate in the weights' d
 Settings alternate (every setting once, then again) so load that comes and goes hits all alike. Writes
 ``bench/results/train_efficiency.{csv,md}``.
 
-    .venv/bin/python bench/train_efficiency.py [--steps 4] [--repeats 2]   (needs `make real-model`; ~6 min)
+    .venv/bin/python bench/train_efficiency.py [--steps 4] [--repeats 2]   (needs `make real-model`; ~4 min)
 """
 
 import argparse
@@ -88,13 +88,13 @@ def step_seconds(model_dir, setting, data: list[dict], warmup: int = 2) -> tuple
                                                  task_type="CAUSAL_LM"))
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    times = []
-    for i, batch in enumerate(data[:warmup] + data):
+    times, warm = [], data[:warmup]   # the first steps allocate buffers: run them once untimed
+    for i, batch in enumerate(warm + data):
         t0 = time.perf_counter()
         model(**batch).loss.backward()
         opt.step()
         opt.zero_grad()
-        if i >= warmup:
+        if i >= len(warm):
             times.append(time.perf_counter() - t0)
     return statistics.median(times), n
 
@@ -104,14 +104,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting and repeat")
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
+    if args.steps < 1 or args.repeats < 1:
+        ap.error("--steps and --repeats must be at least 1")
     warning = busy_warning(busy_processes())
     if warning:
         print(warning)
     rates = {torch.float32: gemm_rate(torch.float32)}
     if cpu_bf16_supported():
         rates[torch.bfloat16] = gemm_rate(torch.bfloat16)
-    print(f"{torch.get_num_threads()} threads; GEMM: " + ", ".join(f"{str(d)[6:]} {r:.0f} GFLOP/s"
-                                                               for d, r in rates.items()))
+    gemm = ", ".join(f"{str(d)[6:]} {r:.0f} GFLOP/s" for d, r in rates.items())
+    print(f"{torch.get_num_threads()} threads; GEMM: {gemm}")
     settings = [s for s in SETTINGS if s[2] in rates]
     data = {name: batches(path, args.steps) for name, path in MODELS.items()}
     tokens = {name: statistics.mean(b["input_ids"].numel() for b in d) for name, d in data.items()}
@@ -139,8 +141,8 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     head = "| model | setting | s/step | vs the first setting | GFLOP/s | of the GEMM rate |"
-    lines = ["GEMM (best square matmul): " + ", ".join(f"{str(d)[6:]} {r:.0f} GFLOP/s" for d, r in rates.items())
-             + f"; {torch.get_num_threads()} threads; median of {args.repeats} x {args.steps} steps", "",
+    lines = [f"GEMM (best square matmul): {gemm}; {torch.get_num_threads()} threads; "
+             f"median of {args.repeats} x {args.steps} steps", "",
              head, "|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['setting']} | {r['s_per_step']} | {r['vs_first']} | {r['gflop_s']} | "
               f"{r['fraction_of_gemm']} |" for r in rows]
