@@ -22,15 +22,14 @@
 # - see how `labhelpers.deploy.olive.run_olive` turns Olive's failures, loud or quiet (exit code 0, no output),
 #   into one clear error.
 #
-# **Model:** the tiny Llama by default, for now: on SmolLM2-135M-Instruct, the nearest the course gets offline to
-# the chapter's Llama-3.2-1B-Instruct, this notebook takes about 7 minutes, which fits its own budget but not yet
-# `make test`'s. Run `-p model_name smollm2-135m` for the figures worth reading (Olive's steps on real weights,
-# the int4 model's size and speed, what int4 costs in accuracy: the README lists them). The tiny Llama needs
-# 400 Olive steps where SmolLM2 needs 40, because it knows far less to start from.
+# **Model:** SmolLM2-135M-Instruct by default, the nearest the course gets offline to the chapter's
+# Llama-3.2-1B-Instruct: Olive's steps, the int4 model's size and speed and what int4 costs in accuracy are only
+# worth reading on real weights. `-p model_name tiny` runs the same commands on the tiny Llama in about 4 minutes
+# (it needs 400 Olive steps where SmolLM2 needs 40, because it knows far less to start from).
 #
-# **Time on 2 CPU cores:** about 4 minutes; about 7 with `model_name smollm2-135m`. Each Olive command spends
-# about 20 s starting up; one Olive LoRA step on SmolLM2 takes about 1.8 s at 4 pieces of 64 tokens, so the
-# chapter's 100 steps alone would take 3 minutes there.
+# **Time on 2 CPU cores:** about 5 minutes (301 s measured). Each Olive command spends about 20 s starting up;
+# one Olive LoRA step on SmolLM2 takes about 1.8 s at 4 pieces of 64 tokens, so the chapter's 100 steps alone
+# would take 3 minutes, and 40 already score about 0.7 (section 2).
 #
 # **Chapter:** Microsoft Olive; Example 1 (LoRA, then `auto-opt`), Example 3 (QLoRA), multi-adapter
 # deployment; Best practices → memory (`--per_device_train_batch_size 1 --gradient_accumulation_steps`).
@@ -44,7 +43,7 @@
 # (labhelpers/train/workshop.py). On the tiny Llama: 400/60/150 steps, Olive's LoRA adapter at least 0.9 (base
 # 0.0, chance 0.25); on SmolLM2 40/10/40 steps and 0.6; a number sets the bar; None only reports.
 # check_effects: True always asserts the measured effects; False only reports.
-model_name = ""
+model_name = "smollm2-135m"
 max_steps = "auto"         # olive finetune --max_steps (LoRA); see section 2 for why not the chapter's 100
 qlora_steps = "auto"       # olive finetune --method qlora --max_steps
 course_steps = "auto"      # the course's own LoRA path (section 2b)
@@ -114,6 +113,7 @@ from labhelpers.deploy import export, olive
 from labhelpers.deploy.onnx_infer import GenAIModel, greedy_tokens
 from labhelpers.errors import OliveError
 from labhelpers.evaluate.metrics import classification_scores, parse_label
+from labhelpers.memory.hardware import pick_attention
 from labhelpers.paths import TONE_DATA_DIR
 from labhelpers.train import quantization
 from labhelpers.train.tonetask import ToneTask
@@ -150,8 +150,8 @@ print(f"olive program: {olive_exe}\noutputs in {run_dir}")
 # | chapter | runs here | why |
 # |---|---|---|
 # | `pip install olive-ai[auto-opt] transformers onnxruntime-genai` | `make olive-env` (`.venv-olive`: `olive-ai==0.13.0 requests onnxruntime-genai==0.14.1 peft datasets bitsandbytes`) | olive-ai 0.13 needs transformers 5 (the course: 4.57), so it gets its own environment. It imports `requests` without declaring it. `auto-opt --use_model_builder` fails with onnxruntime-genai 0.15.2 and 0.18 |
-# | `olive finetune --model_name_or_path meta-llama/Llama-3.2-1B-Instruct --trust_remote_code --data_name xxyyzzz/phrase_classification --text_template "<\|start_header_id\|>user…{phrase}<\|eot_id\|>…{tone}" --method lora --max_steps 100` | `olive finetune -m MODEL -d json --data_files data/tone/train.jsonl --text_template TEMPLATE --method lora --torch_dtype float32 --max_seq_len 64 --lora_r 16 --lora_alpha 32 --target_modules … --max_steps 400 --learning_rate 0.003 --per_device_train_batch_size 4 -o …` (section 2) | the dataset id is a placeholder (and no hub is reachable here): local JSON Lines go through `-d json --data_files`. `--trust_remote_code` runs code from the model repository, and a Llama model needs none, so it stays off. The hand-written template has no end-of-turn token after `{tone}`, so the model never learns to stop; here the template is written by the model's own chat template. Olive's defaults `bfloat16`, `--max_seq_len 1024`, `--lora_r 64 --lora_alpha 16` and learning rate 2e-4 make CPU steps slow and learning slow. At this size 100 steps learn nothing (section 2) |
-# | `olive finetune --method qlora … --per_device_train_batch_size 16 --max_steps 150 --logging_steps 50` (8B model, hub data) | `olive finetune --method qlora … --per_device_train_batch_size 1 --gradient_accumulation_steps 4 --max_steps 60 --logging_steps 10` (section 3) | the same command on the local model and data. bitsandbytes 4-bit runs on a CPU. The batch is 1 × 4 accumulation steps, the chapter's memory advice (`--gradient_checkpointing true --per_device_train_batch_size 1 --gradient_accumulation_steps 16`) at a smaller count |
+# | `olive finetune --model_name_or_path meta-llama/Llama-3.2-1B-Instruct --trust_remote_code --data_name xxyyzzz/phrase_classification --text_template "<\|start_header_id\|>user…{phrase}<\|eot_id\|>…{tone}" --method lora --max_steps 100` | `olive finetune -m MODEL -d json --data_files data/tone/train.jsonl --text_template TEMPLATE --method lora --torch_dtype float32 --max_seq_len 64 --lora_r 16 --lora_alpha 32 --target_modules … --max_steps 40 --learning_rate 0.003 --per_device_train_batch_size 4 -o …` (section 2) | the dataset id is a placeholder (and no hub is reachable here): local JSON Lines go through `-d json --data_files`. `--trust_remote_code` runs code from the model repository, and a Llama model needs none, so it stays off. The hand-written template has no end-of-turn token after `{tone}`, so the model never learns to stop; here the template is written by the model's own chat template. Olive's defaults `bfloat16`, `--max_seq_len 1024`, `--lora_r 64 --lora_alpha 16` and learning rate 2e-4 make CPU steps slow and learning slow. SmolLM2 scores about 0.7 after 40 steps, while on the tiny Llama 100 learn nothing (section 2) |
+# | `olive finetune --method qlora … --per_device_train_batch_size 16 --max_steps 150 --logging_steps 50` (8B model, hub data) | `olive finetune --method qlora … --per_device_train_batch_size 1 --gradient_accumulation_steps 4 --max_steps 10 --logging_steps 2` (section 3) | the same command on the local model and data. bitsandbytes 4-bit runs on a CPU. The batch is 1 × 4 accumulation steps, the chapter's memory advice (`--gradient_checkpointing true --per_device_train_batch_size 1 --gradient_accumulation_steps 16`) at a smaller count |
 # | `olive auto-opt --model_name_or_path ft/model --adapter_path ft/adapter --device cpu --provider CPUExecutionProvider --use_ort_genai --output_path onnx` | the same, plus `--use_model_builder --precision int4` (section 4) | without `--use_model_builder`, Olive's default exporters fail with transformers 5. With it, the ONNX Runtime GenAI model builder writes the model |
 # | `olive finetune --method lora --task_name "classification" --output_path adapters/classifier` | `olive finetune … -o adapters/tone` as in section 2 | there is no `--task_name`. `-m` and `-d` are required, and Olive stops with a usage error |
 # | `olive generate-adapter --base_model_path models/base --adapter_paths a,b --output_path models/multi-adapter` | `olive generate-adapter -m ONNX_WITH_LORA -o OUT`, then `export.write_onnx_adapter` for each further adapter (section 5) | `generate-adapter` has no `--base_model_path`/`--adapter_paths` (section 6 runs the chapter's form). It takes **one** ONNX model with LoRA weights inside and turns those weights into inputs plus an adapter file. Olive's `convert-adapters` would convert the next adapter, but it names the tensors for Olive's own exporter (`…self_attn.q_proj.lora_A.weight`), and a model-builder graph names its inputs `…attn.q_proj.lora_A.MatMul.weight`, so its file does not load there (`tests/deploy/test_olive.py` checks this) |
@@ -230,8 +230,9 @@ print(f"last epoch figure {lora_log[-1]['epoch']:.2f} after {cfg.max_steps} step
 # on the held-out phrases. Olive's output is a standard PEFT folder.
 
 # %%
-def load_base():
-    return AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+def load_base():   # eager attention on a CPU: notebook 02, section 4
+    return AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32,
+                                                attn_implementation=pick_attention())
 
 base_answers, base_scores = task.evaluate(load_base().eval())
 olive_lora = PeftModel.from_pretrained(load_base(), lora_out / "adapter").eval()
@@ -247,12 +248,12 @@ if strict:
 # ### 2b · The course's own LoRA path, for comparison
 #
 # The same base, rank and alpha, trained in the open with `peft` and `Trainer` with notebook 02's
-# schedule (learning rate 1e-3, cosine, 8 rows per step) for `course_steps` steps. Here one example is
-# one row (a phrase and its tone), and the loss counts **only the answer tokens** (`DataCollatorForSeq2Seq`
-# with the prompt's labels at -100).
+# schedule (learning rate 1e-3, cosine, 8 rows per step, LoRA dropout 0) for `course_steps` steps. Here one
+# example is one row (a phrase and its tone), and the loss counts **only the answer tokens**
+# (`DataCollatorForSeq2Seq` with the prompt's labels at -100).
 
 # %%
-course_model = get_peft_model(load_base(), LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+course_model = get_peft_model(load_base(), LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                                       target_modules="all-linear", task_type="CAUSAL_LM"))
 course_args = TrainingArguments(
     output_dir=str(run_dir / "trainer"), max_steps=course_steps, per_device_train_batch_size=8,
