@@ -121,6 +121,7 @@ notebooks: venv
 
 data: venv
 	$(VPY) -m labhelpers.data.tone_data --out data/tone
+	$(VPY) -m labhelpers.data.tone_data --chat --out data/tone_chat
 	$(VPY) -m labhelpers.data.task_data --task qa --out data/qa --train 300 --test 60
 
 # Pins what is installed now. torch (and CUDA/triton wheels) are left out: TORCH_SPEC/TORCH_INDEX choose

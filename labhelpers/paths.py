@@ -12,6 +12,7 @@ BASE_MODEL_DIR = DATA_DIR / "tiny-llama-base"
 REAL_MODEL_DIR = DATA_DIR / "smollm2-135m-instruct"
 #: The generated phrase -> tone dataset (train/validation/test JSONL).
 TONE_DATA_DIR = DATA_DIR / "tone"
+TONE_CHAT_DIR = DATA_DIR / "tone_chat"   # the tone data as system/user/assistant conversations
 
 
 def runs_dir() -> Path:

@@ -70,6 +70,7 @@ DATA_CONFIG = {
                                 "chat_template": {"prompt": ((str, type(None)), None),
                                                   "answer": ((str, type(None)), None),
                                                   "system": ((str, type(None)), None)},
+                                "messages_field": ((str, type(None)), None),
                                 "max_seq_len": ((int,), 128)},
 }
 LAB = {"validation_fraction": ((float,), 0.15), "label_field": ((str, type(None)), None),
@@ -145,9 +146,13 @@ class RunConfig:
     lab: dict
     raw: dict = field(repr=False, default_factory=dict)
     chat_template: dict | None = None  # {prompt, answer, system}: fields the model's chat template writes
+    messages_field: str | None = None  # the column of chat-format conversations (system/user/assistant turns)
 
     @property
-    def response_field(self) -> str:
+    def response_field(self) -> str | None:
+        """The column holding the answer; None for conversations (the answer is the last assistant turn)."""
+        if self.messages_field:
+            return None
         return self.chat_template["answer"] if self.chat_template else template_fields(self.text_template)[-1]
 
     def for_tokenizer(self, tokenizer) -> "RunConfig":
@@ -160,7 +165,8 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return {"config": self.source, "model_path": self.model_path, "train_files": self.train_files,
-                "text_template": self.text_template, "max_seq_len": self.max_seq_len,
+                "text_template": self.text_template, "messages_field": self.messages_field,
+                "max_seq_len": self.max_seq_len,
                 **{f"lora_{k}": v for k, v in self.lora.items()}, **self.training_args, **self.lab,
                 "output_dir": self.output_dir}
 
@@ -218,11 +224,21 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
     pre = train["pre_process_data_config"]
     where = f"data_configs[{data[lora['train_data_config']][0]}].pre_process_data_config"
     chat = pre["chat_template"] if any(v is not None for v in pre["chat_template"].values()) else None
-    if (pre["text_template"] is None) == (chat is None):
+    given = [k for k, v in (("chat_template", chat), ("text_template", pre["text_template"]),
+                            ("messages_field", pre["messages_field"])) if v is not None]
+    if len(given) != 1:
         raise ConfigError(f"{source}: {where} needs one of chat_template (e.g. {{prompt: input, answer: output}}: the "
-                          "model's own chat template writes each row) or text_template (e.g. "
-                          "\"User: {input}\\nAssistant: {output}\"), not " + ("both" if chat else "neither"))
-    if chat is not None:
+                          "model's own chat template writes each row), text_template (e.g. "
+                          "\"User: {input}\\nAssistant: {output}\") or messages_field (e.g. messages: a column of "
+                          "system/user/assistant conversations), not " + (" and ".join(given) or "none"))
+    if pre["messages_field"] is not None:
+        if not pre["messages_field"].isidentifier():
+            raise ConfigError(f"{source}: {where}.messages_field must name a column, e.g. messages "
+                              f"(got {pre['messages_field']!r})")
+        if cfg["lab"]["label_field"] is not None:
+            raise ConfigError(f"{source}: lab.label_field does not apply to conversations (messages_field): "
+                              "remove it")
+    elif chat is not None:
         for key in ("prompt", "answer"):
             if not isinstance(chat[key], str) or not chat[key].isidentifier():
                 raise ConfigError(f"{source}: {where}.chat_template.{key} must name a column, e.g. "
@@ -257,7 +273,7 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
             model_path = str(cand.resolve())
     return RunConfig(source=source, model_path=model_path, train_files=train_files, eval_files=eval_files,
                      data_name=train["load_dataset_config"]["data_name"], text_template=pre["text_template"] or "",
-                     chat_template=chat,
+                     chat_template=chat, messages_field=pre["messages_field"],
                      max_seq_len=pre["max_seq_len"], lora={k: lora[k] for k in ("r", "alpha", "lora_dropout",
                      "target_modules", "modules_to_save")}, training_args=ta, output_dir=cfg["output_dir"],
                      lab=cfg["lab"], raw=values)

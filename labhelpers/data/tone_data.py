@@ -3,7 +3,8 @@
 Held-out splits use feeling words *and* sentence frames that the training split never shows, so
 test accuracy measures generalisation, not memory. Which feeling word means which tone is
 knowledge the base model got in pretraining (see ``basemodel.py``): fine-tuning only has to teach
-the task and its format. Run ``python -m labhelpers.data.tone_data --out data/tone`` to regenerate.
+the task and its format. Run ``python -m labhelpers.data.tone_data --out data/tone`` to regenerate
+(``--chat --out data/tone_chat``: the same phrases as system/user/assistant conversations).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 from pathlib import Path
 
 from labhelpers.models.corpus import TONE_CUES, TONES
-from labhelpers.paths import TONE_DATA_DIR
+from labhelpers.paths import TONE_CHAT_DIR, TONE_DATA_DIR
 
 #: (subject, past form of "to be") so frames stay grammatical.
 SUBJECTS = [("I", "was"), ("we", "were"), ("my brother", "was"), ("my sister", "was"),
@@ -120,12 +121,47 @@ def write_tone_dataset(out_dir: str | Path, seed: int = 0, sizes: dict[str, int]
     return paths
 
 
+#: system prompts of the chat-format copy (``conversations``); some conversations have none
+SYSTEM_PROMPTS = ["Name the tone of each phrase: joy, sad, fear or surprise.",
+                  "You label phrases by tone. Answer with one word: joy, sad, fear or surprise.",
+                  "Reply with the tone of the user's phrase, nothing else."]
+
+
+def conversations(rows: list[dict], seed: int = 0, max_exchanges: int = 3) -> list[dict]:
+    """The rows as chat-format records ``{"messages": [...]}``: each takes the next 1 to ``max_exchanges`` rows
+    as user/assistant exchanges, two in three with a system prompt first; every row is used once."""
+    rng = random.Random(seed)
+    out, i = [], 0
+    while i < len(rows):
+        n = rng.randint(1, max_exchanges)
+        turns = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 2 / 3 else []
+        for row in rows[i:i + n]:
+            turns += [{"role": "user", "content": row["phrase"]}, {"role": "assistant", "content": row["tone"]}]
+        out.append({"messages": turns})
+        i += n
+    return out
+
+
+def write_chat_dataset(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
+    """Write the train and validation splits as conversations (``conversations``) into ``out_dir``."""
+    data = generate_tone_dataset(None, seed)
+    paths = {}
+    for split in ("train", "validation"):
+        paths[split] = Path(out_dir) / f"{split}.jsonl"
+        write_jsonl(conversations(data[split], seed=seed), paths[split])
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Generate the course's phrase -> tone dataset.")
     ap.add_argument("--out", default=None, help="output folder (default: data/tone)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chat", action="store_true", help="write the chat-format copy (messages) instead")
     args = ap.parse_args(argv)
-    paths = write_tone_dataset(args.out or TONE_DATA_DIR, seed=args.seed)
+    if args.chat:
+        paths = write_chat_dataset(args.out or TONE_CHAT_DIR, seed=args.seed)
+    else:
+        paths = write_tone_dataset(args.out or TONE_DATA_DIR, seed=args.seed)
     for split, p in paths.items():
         print(f"{split:<10} {sum(1 for _ in open(p)):>5} rows  {p}")
 

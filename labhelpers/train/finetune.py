@@ -1,4 +1,4 @@
-"""Run a YAML run config end to end: load -> validate -> template -> split -> LoRA -> Trainer -> evaluate -> save.
+"""Run a YAML run config end to end: load -> validate -> template -> split -> LoRA -> SFTTrainer -> evaluate -> save.
 
 From a shell: ``python -m labhelpers finetune --config run.yaml [--resume]``; from a notebook:
 ``finetune.run("run.yaml")`` (or a ``RunConfig``). Everything a run makes goes into one run folder:
@@ -48,25 +48,20 @@ import torch.distributed as dist
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list, get_int_from_env, str_to_bool
 from peft import LoraConfig, get_peft_model
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DataCollatorForSeq2Seq,
-    Trainer,
-    TrainerCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
+from trl import SFTConfig, SFTTrainer
 
+from labhelpers.data import chat
 from labhelpers.data import records as data_mod
 from labhelpers.data.runconfig import RunConfig, dump_config, load_config
-from labhelpers.data.templates import IGNORE_INDEX, encode, split_template, template_fields, texts
+from labhelpers.data.templates import encode, split_template, template_fields, texts
 from labhelpers.data.validation import Report, validate
 from labhelpers.errors import ConfigError, DataError, LabError, OverwriteError
 from labhelpers.evaluate.generation import generate_answers
 from labhelpers.evaluate.textmetrics import exact_match
+from labhelpers.memory.hardware import pick_attention
 from labhelpers.paths import runs_dir
 from labhelpers.runs import new_run_dir, write_metrics
 
@@ -169,6 +164,7 @@ class RunResult:
     splits: object
     report: Report
     config: RunConfig
+    trained: object = None   # the training rows as SFTTrainer prepared them (input_ids, labels: -100 not trained)
 
 
 def prepare_data(cfg: RunConfig, tokenizer):
@@ -176,6 +172,16 @@ def prepare_data(cfg: RunConfig, tokenizer):
     cfg = cfg.for_tokenizer(tokenizer)
     train = data_mod.read_all(cfg.train_files)
     evald = data_mod.read_all(cfg.eval_files) if cfg.eval_files else None
+    others = {"eval": evald} if evald is not None else None
+    if cfg.messages_field:   # conversations: every turn checked, then the usual report on the rendered text
+        f = cfg.messages_field
+        for recs in (train, evald):
+            if recs is not None:
+                chat.check_messages(recs, f)
+        report = validate(train, required={f: list}, tokenizer=tokenizer, max_seq_len=cfg.max_seq_len, key_fields=[f],
+                          render=lambda row: tokenizer.apply_chat_template(row[f], tokenize=False), others=others)
+        report.raise_for_errors()
+        return _splits(cfg, train, evald) + (report,)
     fields = template_fields(cfg.text_template)
     unknown = [f for f in fields if f not in train.columns]
     if unknown:
@@ -184,15 +190,31 @@ def prepare_data(cfg: RunConfig, tokenizer):
     prompt_t, _ = split_template(cfg.text_template)
     report = validate(train, required=fields, label_field=cfg.lab["label_field"],
                       template=cfg.text_template, tokenizer=tokenizer, max_seq_len=cfg.max_seq_len,
-                      others={"eval": evald} if evald is not None else None)
+                      others=others)
     report.raise_for_errors()
+    return _splits(cfg, train, evald) + (report,)
+
+
+def _splits(cfg: RunConfig, train, evald) -> tuple:
+    """``(DatasetDict(train, validation), counts)``: the eval files as given, else a seeded split of train."""
     if evald is not None:
-        splits = datasets.DatasetDict(train=train.to_dataset(), validation=evald.to_dataset())
-        counts = None
-    else:
-        splits, counts = data_mod.split(train, validation=cfg.lab["validation_fraction"],
-                                        label_field=cfg.lab["label_field"], seed=cfg.lab["seed"])
-    return splits, counts, report
+        return datasets.DatasetDict(train=train.to_dataset(), validation=evald.to_dataset()), None
+    return data_mod.split(train, validation=cfg.lab["validation_fraction"], label_field=cfg.lab["label_field"],
+                          seed=cfg.lab["seed"])
+
+
+def conversation_prompts(tokenizer, conversations: list[list[dict]]) -> tuple[list[str], list[str]]:
+    """``(prompts, references)``: each conversation up to its last assistant turn, and that turn's text."""
+    prompts = [tokenizer.apply_chat_template(c[:-1], tokenize=False, add_generation_prompt=True) for c in conversations]
+    return prompts, [c[-1]["content"] for c in conversations]
+
+
+def restore_forward(model) -> None:
+    """Undo SFTTrainer's ``loss_type="chunked_nll"`` patch of the model's forward (it returns no logits when
+    given labels), so the model a run returns behaves like any other."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if "forward" in vars(target):
+        del target.forward
 
 
 class StepTimer(TrainerCallback):
@@ -261,12 +283,25 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     log(f"data: {len(splits['train'])} train / {len(splits['validation'])} validation rows, "
         f"{len(report.warnings)} warning(s)")
 
-    def enc(row):
-        return encode(cfg.text_template, tokenizer, row, cfg.max_seq_len, cfg.lab["response_only"])
+    assistant_only = bool(cfg.messages_field) and cfg.lab["response_only"]
+    if cfg.messages_field:   # SFTTrainer renders and tokenizes the conversations itself
+        if assistant_only:   # the loss on assistant turns only: the chat template must mark them
+            tokenizer.chat_template = chat.training_chat_template(tokenizer)
 
-    tok_train = splits["train"].map(enc, remove_columns=splits["train"].column_names)
-    tok_val = splits["validation"].map(enc, remove_columns=splits["validation"].column_names)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+        def conversations(ds):
+            ds = ds.select_columns([cfg.messages_field])
+            return ds if cfg.messages_field == "messages" else ds.rename_column(cfg.messages_field, "messages")
+
+        tok_train, tok_val = conversations(splits["train"]), conversations(splits["validation"])
+    else:   # the course's template encoding: ids and labels (prompt at -100), which SFTTrainer keeps as they are
+        def enc(row):
+            return encode(cfg.text_template, tokenizer, row, cfg.max_seq_len, cfg.lab["response_only"])
+
+        tok_train = splits["train"].map(enc, remove_columns=splits["train"].column_names)
+        tok_val = splits["validation"].map(enc, remove_columns=splits["validation"].column_names)
+    # eager attention on a CPU: sdpa's CPU backward is the slow part of a short-sequence step (pick_attention)
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32,
+                                                 attn_implementation=pick_attention("cpu" if use_cpu else "cuda"))
     lc = cfg.lora
     model = get_peft_model(model, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["lora_dropout"],
                                              target_modules=lc["target_modules"], modules_to_save=lc["modules_to_save"],
@@ -274,7 +309,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={lc['r']} alpha={lc['alpha']}: {trainable:,} of {total:,} parameters train")
     eval_steps = ta["eval_steps"]
-    args = TrainingArguments(
+    args = SFTConfig(
         output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
         per_device_train_batch_size=ta["per_device_train_batch_size"],
         per_device_eval_batch_size=ta["per_device_eval_batch_size"],
@@ -284,22 +319,31 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
         save_total_limit=ta["save_total_limit"], eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps, seed=ta["seed"], data_seed=ta["seed"], report_to="none", use_cpu=use_cpu,
         disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False,
+        # SFTConfig's own defaults are bf16 and gradient checkpointing on, and packing rows together (which
+        # needs FlashAttention to keep them apart): the run config decides instead.
+        bf16=False, gradient_checkpointing=False, packing=False, max_length=cfg.max_seq_len,
+        assistant_only_loss=assistant_only, dataset_num_proc=None,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
-                      callbacks=[Progress(log), timer := StepTimer()])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
+                         processing_class=tokenizer, callbacks=[Progress(log), timer := StepTimer()])
 
     trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
     t0 = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=last_checkpoint(out) if resume else None)
     seconds = time.perf_counter() - t0
     eval_loss = trainer.evaluate()["eval_loss"]
+    restore_forward(model)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     rows = splits["validation"].select(range(min(cfg.lab["eval_samples"], len(splits["validation"])))).to_list()
     metrics = None
     if main:  # generation, the adapter and metrics.json: once, on the main process (whole weights there)
-        preds = answers(model, tokenizer, cfg.text_template, rows, max_new_tokens=cfg.lab["max_new_tokens"])
-        em = exact_match(preds, [str(r[cfg.response_field]) for r in rows])
+        if cfg.messages_field:
+            prompts, refs = conversation_prompts(tokenizer, [r[cfg.messages_field] for r in rows])
+            preds = generate_answers(model, tokenizer, prompts, max_new_tokens=cfg.lab["max_new_tokens"])
+        else:
+            preds = answers(model, tokenizer, cfg.text_template, rows, max_new_tokens=cfg.lab["max_new_tokens"])
+            refs = [str(r[cfg.response_field]) for r in rows]
+        em = exact_match(preds, refs)
         model.save_pretrained(out / "adapter")
         tokenizer.save_pretrained(out / "adapter")
         metrics = {"eval_loss": eval_loss, "exact_match": em,
@@ -317,4 +361,4 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
         box = [metrics]
         broadcast_object_list(box, from_process=0)
         metrics = box[0]
-    return RunResult(out, metrics, model, tokenizer, splits, report, cfg)
+    return RunResult(out, metrics, model, tokenizer, splits, report, cfg, trainer.train_dataset)

@@ -121,9 +121,12 @@ def test_a_hand_written_text_template_is_kept_as_it_is(tiny_tokenizer):
 
 
 @pytest.mark.parametrize("pre, expect", [
-    ({"max_seq_len": 96}, "not neither"),
+    ({"max_seq_len": 96}, "not none"),
     ({"chat_template": {"prompt": "input", "answer": "output"}, "text_template": "Q: {input} A: {output}"},
-     "not both"),
+     "not chat_template and text_template"),
+    ({"messages_field": "messages", "text_template": "Q: {input} A: {output}"},
+     "not text_template and messages_field"),
+    ({"messages_field": "the messages"}, r"messages_field must name a column, e.g. messages \(got 'the messages'\)"),
     ({"chat_template": {"prompt": "input"}}, r"chat_template.answer must name a column"),
     ({"chat_template": {"prompt": "my input", "answer": "output"}}, r"chat_template.prompt must name a column"),
     ({"chat_template": {"prompt": "input", "answr": "output"}}, "did you mean 'answer'"),

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from labhelpers.data import tone_data as dg
-from labhelpers.paths import TONE_DATA_DIR
+from labhelpers.paths import TONE_CHAT_DIR, TONE_DATA_DIR
 
 
 def test_regenerating_gives_the_shipped_files(tmp_path):
@@ -59,3 +59,21 @@ def test_bad_sizes_are_named():
         dg.generate_tone_dataset({"train": 10})
     with pytest.raises(ValueError, match="distinct phrases"):
         dg.generate_tone_dataset({"test": 4000})
+
+
+def test_the_chat_copy_regenerates_and_holds_every_phrase_once(tmp_path):
+    from labhelpers.data.chat import conversation_problem
+
+    paths = dg.write_chat_dataset(tmp_path)
+    for split, path in paths.items():
+        assert path.read_bytes() == (TONE_CHAT_DIR / f"{split}.jsonl").read_bytes(), split
+    rows = dg.generate_tone_dataset()["train"]
+    chats = dg.conversations(rows)
+    assert all(conversation_problem(c["messages"]) is None for c in chats)
+    pairs = []
+    for c in chats:
+        turns = [t for t in c["messages"] if t["role"] != "system"]
+        pairs += [(u["content"], a["content"]) for u, a in zip(turns[::2], turns[1::2])]
+    assert pairs == [(r["phrase"], r["tone"]) for r in rows]
+    sizes = {len([t for t in c["messages"] if t["role"] == "user"]) for c in chats}
+    assert sizes == {1, 2, 3} and 0.5 < sum(c["messages"][0]["role"] == "system" for c in chats) / len(chats) < 0.8

@@ -3,6 +3,7 @@ continues."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -134,3 +135,73 @@ def test_cli_runs_from_a_fresh_shell_and_refuses_existing_folder(config_file, tm
     assert "refusing to overwrite" in err and "--resume" in err
     assert cli.main(["finetune", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "no such config file" in capsys.readouterr().err
+
+
+def test_the_template_path_trains_exactly_the_course_encoding(config_file):
+    """SFTTrainer keeps the course's ids and labels (prompt at -100) as they are."""
+    result = finetune.run(config_file(max_steps=1, save_steps=1, output="enc"), log=None)
+    rows = result.splits["train"].to_list()
+    expected = [templates.encode(result.config.text_template, result.tokenizer, r, 48) for r in rows]
+    assert result.trained["input_ids"] == [e["input_ids"] for e in expected]
+    assert result.trained["labels"] == [e["labels"] for e in expected]
+
+
+def test_resume_ends_on_the_loss_of_an_uninterrupted_run(config_file):
+    straight = finetune.run(config_file(max_steps=4, save_steps=2, output="straight"), log=None)
+    first = finetune.run(config_file(max_steps=4, save_steps=2, output="stopped"), log=None)
+    (first.run_dir / "metrics.json").unlink()   # as if it had stopped after checkpoint-2 ...
+    shutil.rmtree(first.run_dir / "checkpoints" / "checkpoint-4")
+    resumed = finetune.run(config_file(max_steps=4, save_steps=2, output="stopped"), resume=True, log=None)
+    assert resumed.metrics["final_train_loss"] == pytest.approx(straight.metrics["final_train_loss"], abs=1e-6)
+    assert resumed.metrics["eval_loss"] == pytest.approx(straight.metrics["eval_loss"], abs=1e-6)
+
+
+def chat_config(tmp_path, tiny_model_dir, rows, max_steps=4, output="chat"):
+    data = tmp_path / "chat.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    values = {
+        "input_model": {"type": "HfModel", "model_path": str(tiny_model_dir)},
+        "data_configs": [{"name": "d", "load_dataset_config": {"data_name": "json", "data_files": str(data)},
+                          "pre_process_data_config": {"messages_field": "messages", "max_seq_len": 256}}],
+        "passes": {"lora": {"type": "LoRA", "train_data_config": "d", "r": 4, "alpha": 8,
+                            "training_args": {"max_steps": max_steps, "save_steps": max_steps,
+                                              "per_device_train_batch_size": 4, "logging_steps": 1}}},
+        "output_dir": str(tmp_path / output),
+        "lab": {"eval_samples": 4, "max_new_tokens": 4},
+    }
+    return runconfig.dump_config(values, tmp_path / f"{output}.yaml")
+
+
+def test_a_messages_file_trains_the_assistant_turns_only(tmp_path, tiny_model_dir):
+    from labhelpers.data import chat
+    from labhelpers.data.tone_data import conversations, generate_tone_dataset
+
+    rows = conversations(generate_tone_dataset({"train": 60, "validation": 4, "test": 4})["train"])
+    assert any(len(r["messages"]) > 3 for r in rows) and any(r["messages"][0]["role"] == "system" for r in rows)
+    result = finetune.run(chat_config(tmp_path, tiny_model_dir, rows), log=None)
+    assert (result.run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert result.metrics["steps"] == 4 and result.metrics["train_rows"] == len(result.splits["train"])
+    assert result.metrics["truncated_rows"] == 0
+    tok = result.tokenizer
+    assert chat.has_generation_markers(tok.chat_template)
+    for conv, ids, labels in zip(result.splits["train"]["messages"], result.trained["input_ids"],
+                                 result.trained["labels"]):
+        want_ids, mask = chat.assistant_mask(tok, conv, tok.chat_template)
+        assert ids == want_ids and [int(x != -100) for x in labels] == mask
+        trained = tok.decode([i for i, x in zip(ids, labels) if x != -100])
+        assert trained.count(tok.eos_token) == sum(t["role"] == "assistant" for t in conv)
+    # exact match is scored on each validation conversation's last answer
+    convs = result.splits["validation"]["messages"][:4]
+    prompts, refs = finetune.conversation_prompts(tok, convs)
+    assert refs == [c[-1]["content"] for c in convs] and all(p.endswith("<|assistant|>") for p in prompts)
+    preds = finetune.generate_answers(result.model, tok, prompts, max_new_tokens=4)
+    assert result.metrics["exact_match"] == textmetrics.exact_match(preds, refs)
+
+
+def test_a_bad_conversation_stops_before_any_run_folder(tmp_path, tiny_model_dir):
+    good = {"messages": [{"role": "user", "content": "what a day"}, {"role": "assistant", "content": "joy"}]}
+    bad = {"messages": [{"role": "user", "content": "oh no"}, {"role": "assistant", "content": ""}]}
+    path = chat_config(tmp_path, tiny_model_dir, [good] * 5 + [bad], output="badchat")
+    with pytest.raises(DataError, match=r"chat.jsonl:line 6, record 6: turn 2 \(assistant\): 'content' is empty"):
+        finetune.run(path, log=None)
+    assert not (tmp_path / "badchat").exists()
