@@ -540,8 +540,9 @@ print(f"collating a batch {collate_s * 1000:.1f} ms vs a training step {step_s *
 # uses tensor cores (Ampere or newer) and typically gives 2-3x the fp32 throughput; `fp16=True` on older
 # GPUs needs loss scaling (done for you). Several GPUs: `accelerate launch --num_processes N` runs the
 # same script data-parallel, N x the examples per step; notebook 08 runs it with 2 CPU processes and
-# `configs/accelerate/` has DDP and DeepSpeed ZeRO-2 configs for `labhelpers finetune` (it refuses FSDP,
-# which shards the weights it generates with and saves; `fsdp.yaml` is a template for your own script).
+# `configs/accelerate/` has DDP and DeepSpeed ZeRO-2 configs for `labhelpers finetune`. It refuses FSDP, which
+# shards the weights it generates with and saves, and the course ships no FSDP config: one it cannot run or test
+# would only look like a recipe.
 #
 # ## 4 · Poor results
 #

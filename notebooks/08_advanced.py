@@ -433,8 +433,9 @@ print("To run it (about 8 x 1 minute on 2 cores):\n"
 # device and its own share of every batch (data parallel); gradients are averaged before each update.
 # `accelerate launch` starts the processes and sets up their communication. The course's config-driven
 # entry point runs unchanged under it; `configs/accelerate/` has a tested 2-process CPU config (gloo
-# backend, what `make test` runs) and documented examples for several GPUs (DDP), sharded models (FSDP,
-# DeepSpeed ZeRO-2) and several machines:
+# backend, what `make test` runs) and documented examples for several GPUs (DDP), sharded optimizer state
+# (DeepSpeed ZeRO-2) and several machines. There is no FSDP config: `labhelpers finetune` generates with and
+# saves whole weights on its main process, which FSDP would leave holding a shard, so it refuses FSDP.
 
 # %%
 for path in sorted((REPO_ROOT / "configs" / "accelerate").glob("*.yaml")):

@@ -28,7 +28,7 @@ STEPS = 30
 EM_MARGIN = 0.1
 LOSS_MARGIN = 0.06
 #: config file -> the distributed_type its header says it is for
-EXAMPLES = {"cpu_2proc.yaml": "MULTI_GPU", "multi_gpu_ddp.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP",
+EXAMPLES = {"cpu_2proc.yaml": "MULTI_GPU", "multi_gpu_ddp.yaml": "MULTI_GPU",
             "deepspeed_zero2.yaml": "DEEPSPEED", "multi_node.yaml": "MULTI_GPU"}
 
 
@@ -127,7 +127,7 @@ def test_example_configs_load_with_accelerate(name):
     cfg = ClusterConfig.from_yaml_file(str(path))  # accelerate's own loader: unknown top-level keys fail
     assert cfg.distributed_type.value == EXAMPLES[name]
     assert cfg.num_processes >= 2 and cfg.mixed_precision in ("no", "bf16", "fp16")
-    # Nested sections become `accelerate launch` options (fsdp_config.x -> --fsdp_x); a typo would be ignored.
+    # Nested sections become `accelerate launch` options (deepspeed_config.x -> --x); a typo would be ignored.
     options = {a.dest for a in launch_command_parser()._actions}
     for key in list(cfg.fsdp_config) + list(cfg.deepspeed_config):
         assert key in options, f"{name}: {key} is not an accelerate launch option"
@@ -136,6 +136,11 @@ def test_example_configs_load_with_accelerate(name):
     assert "CI" in header
     if name == "multi_node.yaml":
         assert cfg.num_machines == 2 and cfg.main_process_ip and cfg.main_process_port and cfg.machine_rank == 0
+
+
+def test_every_example_config_is_one_the_tests_know():
+    """A config added to configs/accelerate/ must be loaded above (an FSDP one was removed: finetune refuses it)."""
+    assert sorted(p.name for p in ACC_DIR.glob("*.yaml")) == sorted(EXAMPLES)
 
 
 @pytest.mark.parametrize("fails", [False, True])
