@@ -96,8 +96,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from labhelpers import runs
 from labhelpers.course import exercises
 from labhelpers.data import runconfig, templates
+from labhelpers.data.tone_data import TONES
 from labhelpers.evaluate import compare, textmetrics
-from labhelpers.evaluate.metrics import confusion_table, parse_label
+from labhelpers.evaluate.metrics import UNPARSEABLE, confusion_table, find_label, parse_label
 from labhelpers.evaluate.perplexity import perplexity
 from labhelpers.memory import hardware
 from labhelpers.paths import REPO_ROOT
@@ -324,30 +325,64 @@ assert abs(last["uninterrupted"] - last["interrupted + resumed"]) < 1e-4, last
 # Automatic metrics are proxies. Before a model ships, people read its answers and score them against
 # a **rubric**: a few named criteria on a fixed scale, weighted by what matters for the product. Two
 # raters scoring the same answers should agree; Cohen's kappa measures how much better than chance they
-# do (quadratic weights, since 4 vs 5 is a smaller disagreement than 1 vs 5). Below are the ratings two
-# raters gave five of the fine-tuned Q&A answers (1-5 each), turned into scores and an agreement figure.
+# do (quadratic weights, since 4 vs 5 is a smaller disagreement than 1 vs 5).
+#
+# The answers rated here are this run's own: the base model's and the fine-tuned model's answers to the first
+# four held-out questions of section 3. A notebook that runs unattended has no person to rate them, so **two
+# raters written as rules stand in**, and each function below is the instruction sheet a human rater would get.
+# They read answers differently, as two people do: rater A is strict (the reference's tone word, in one short
+# "It means ..." sentence), rater B lenient (credit for the words shared with the reference, ROUGE-L, and for
+# any short answer). Then rate the same eight answers yourself (`my_ratings`, below) and see how far you agree
+# with rater A.
 #
 # Business metrics sit on top: cost per thousand answers, latency a user waits, the share of answers a
-# human must correct. The last of these is what the rubric's threshold estimates. The five answers
-# below are typical of what a model gives to *"What does the word merry mean?"* (made up for the
-# exercise of rating, not this run's output).
+# human must correct. The last of these is what the rubric's threshold estimates.
 
 # %%
-weights = {"correct": 3, "clear": 1, "concise": 1}
-rater_a = [{"correct": 5, "clear": 5, "concise": 5}, {"correct": 5, "clear": 4, "concise": 3},
-           {"correct": 1, "clear": 4, "concise": 5}, {"correct": 4, "clear": 3, "concise": 5},
-           {"correct": 2, "clear": 3, "concise": 4}]
-rater_b = [{"correct": 5, "clear": 4, "concise": 5}, {"correct": 4, "clear": 4, "concise": 2},
-           {"correct": 1, "clear": 3, "concise": 4}, {"correct": 4, "clear": 3, "concise": 5},
-           {"correct": 1, "clear": 3, "concise": 5}]
-scored = compare.rubric_scores(rater_a, weights)
-scored.insert(0, "answer", ["It means joy.", "It means joy, a happy and cheerful feeling.", "It means sad.",
-                             "Joy.", "Merry is a word."])
-display(scored.round(2))
-kappa = compare.rater_agreement([r["correct"] for r in rater_a], [r["correct"] for r in rater_b])
-needs_fix = (scored["score"] < 0.6).mean()
+def rater_a(answer, reference):
+    """Strict: the reference's tone word, in one short sentence of the reference's form."""
+    tone, words = find_label(answer, TONES), answer.split()
+    return {"correct": 5 if tone == find_label(reference, TONES) else (2 if tone == UNPARSEABLE else 1),
+            "clear": 5 if answer.startswith("It means") and answer.endswith(".") else 2,
+            "concise": 5 if len(words) <= 4 else (3 if len(words) <= 10 else 1)}
+
+def rater_b(answer, reference):
+    """Lenient: credit for the words shared with the reference, and for anything short."""
+    return {"correct": 1 + round(4 * textmetrics.rouge([answer], [reference])["rougeL"]),
+            "clear": 4 if answer[:1].isupper() else 3, "concise": 5 if len(answer.split()) <= 12 else 2}
+
+picked = [(m, i) for m in ("base", "fine-tuned") for i in range(4)]
+rated = [gen_answers[m][i].strip() for m, i in picked]
+references = [qa_refs[i] for _, i in picked]
+ratings_a = [rater_a(a, r) for a, r in zip(rated, references)]
+ratings_b = [rater_b(a, r) for a, r in zip(rated, references)]
+weights = {"correct": 3, "clear": 1, "concise": 1}   # a wrong answer costs more than a long one
+scored = compare.rubric_scores(ratings_a, weights)
+scored.insert(0, "model", [m for m, _ in picked])
+scored.insert(1, "answer", rated)
+scored["score, rater B"] = compare.rubric_scores(ratings_b, weights)["score"]
+with pd.option_context("display.max_colwidth", 50):
+    display(scored.round(2))
+kappa = compare.rater_agreement([r["correct"] for r in ratings_a], [r["correct"] for r in ratings_b])
+by_model = scored.groupby("model")[["score", "score, rater B"]].mean()
+display(by_model.round(2))
+needs_fix = (scored.loc[scored["model"] == "fine-tuned", "score"] < 0.6).mean()
 print(f"agreement on 'correct' (weighted kappa): {kappa:.2f}; "
-      f"answers below 0.6 that a person must fix: {needs_fix:.0%}")
+      f"fine-tuned answers below 0.6 (rater A) that a person must fix: {needs_fix:.0%}")
+# Both raters must prefer the fine-tuned answers by a clear margin (the effect the section rates).
+assert (by_model.loc["fine-tuned"] - by_model.loc["base"] >= 0.3).all(), by_model
+
+# %% [markdown]
+# Where the two raters disagree, read the answer. A wrong tone word in the reference's own form (*"It means
+# joy."* for a sad word) shares most of its words with the reference, so rater B's overlap rule credits it while
+# rater A gives it the lowest score: the gap between a text metric and a reader's judgement, and the reason a
+# rubric names *correct* apart from *clear*.
+
+# %%
+my_ratings = None   # your "correct" score, 1-5, for each of the eight answers above, in order
+if my_ratings is not None:
+    mine = compare.rater_agreement(list(my_ratings), [r["correct"] for r in ratings_a])
+    print(f"you vs rater A on 'correct' (weighted kappa): {mine:.2f}")
 
 # %% [markdown]
 # ## 6 · Self-check exercise
@@ -368,7 +403,8 @@ print(exercises.check_best_step(answer, trainer.state.log_history))
 # - Classification: accuracy, macro F1, per-class F1 and the confusion matrix; unparseable answers
 #   counted, never guessed. Generation: perplexity over the answer tokens, BLEU, chrF, ROUGE, exact match.
 # - An interrupted run resumed from its checkpoint ends where the uninterrupted one does.
-# - Human rubrics with a measured inter-rater agreement, and business metrics, decide what ships.
+# - Human rubrics with a measured inter-rater agreement, and business metrics, decide what ships. Here two
+#   raters written as rules rated the model's own answers; with people, each rater reads the same sheet.
 
 # %%
 summary = {"steps_run": trainer.state.global_step, "best_step": best_step, "best_eval_loss": trainer.state.best_metric,
