@@ -6,11 +6,12 @@ Room map (imports point down this list, never up; ``tests/`` mirrors it):
   ``constants`` (GiB, method names), ``paths``, ``yamlfile``, ``runs`` (run folders, metrics.json),
   ``catalog`` (the notebook list). Every notebook.
 - ``models``: presets and their real shapes, the embedded tiny Llama and its corpus. 00, 01, 03, 07, 08.
-- ``data``: loading and validation, templates and chat formats, YAML run configs, generated datasets. 02, 04, 07.
+- ``data``: loading and validation, templates and chat formats (``chat``: conversations, generation markers),
+  YAML run configs, generated datasets. 02, 04, 07.
 - ``memory``: hardware facts, the memory estimate, fitcheck, measuring peak memory and time. 00, 01, 03, 07.
 - ``evaluate``: metrics, text metrics, perplexity, batched generation, comparison, plots, diagnose. 02-09.
-- ``train``: notebook settings, the training CLI (``finetune``), methods, quantization, losses, search,
-  monitoring, the tone task. 01-09.
+- ``train``: notebook settings, the training CLI (``finetune``, on TRL's SFTTrainer), methods, quantization,
+  losses, search, monitoring, the tone task. 01-09.
 - ``deploy``: ONNX export, ONNX Runtime (GenAI) inference, the serve CLI, Olive's CLI. 06, 09.
 - ``course``: the course runner, papermill grids, preflight, exercises, widgets. 00, 01, 04, 08 and ``make``.
 

@@ -15,9 +15,11 @@
 # - measure what the base model can do before fine-tuning;
 # - add LoRA adapters (`LoraConfig`, `get_peft_model`) and count what is trainable;
 # - train with `Trainer`, watch the loss, and measure held-out accuracy again;
+# - run the same training with TRL's `SFTTrainer` on chat-format conversations, and check that it trains exactly
+#   the tokens `Trainer` trained;
 # - save the adapter, reload it with `PeftModel.from_pretrained`, merge it, and check nothing changed.
 #
-# **Time on 2 CPU cores:** about 3½ minutes (60 training steps of under 2 s each); about 1 minute with
+# **Time on 2 CPU cores:** about 3½ minutes (two trainings of 60 steps, about 1 s each); about 1 minute with
 # `model_name tiny`.
 #
 # **Chapter:** Types of fine-tuning → LoRA; Example 1 (Olive CLI basic fine-tuning).
@@ -91,6 +93,7 @@ from labhelpers.paths import TONE_DATA_DIR
 from labhelpers.train import quantization
 
 set_seed(cfg.seed)
+datasets.disable_progress_bars()      # the cells print what they did instead
 device = hardware.pick_device()
 dtype = hardware.pick_dtype(device)   # fp32 on CPUs without bf16 hardware (bf16 there is ~10x slower)
 attention = hardware.pick_attention(device)   # "eager" on a CPU, "sdpa" on a GPU
@@ -285,6 +288,107 @@ if bar is not None:
     assert ft_scores["accuracy"] - asked_scores["accuracy"] >= 0.5, "fine-tuning should beat asking by a wide margin"
 
 # %% [markdown]
+# ### The same run with TRL's `SFTTrainer`
+#
+# Most fine-tuning code today uses TRL: `SFTTrainer` with an `SFTConfig` and a `peft_config`, on a dataset of
+# **conversations**, each a `messages` list of system, user and assistant turns. It does what sections 2-5 did by
+# hand: it writes each conversation with the chat template, tokenizes it, masks what the loss skips, wraps the
+# model with LoRA and runs `Trainer`. Four settings decide whether it trains what we trained, and fast:
+# - `assistant_only_loss=True` trains only the assistant's turns, as our labels did. TRL finds them through
+#   `{% generation %}` markers in the chat template. SmolLM2's and the tiny Llama's templates have none and TRL
+#   adds them only to templates it knows, so SFTTrainer stops (shown below); `chat.training_chat_template` adds
+#   them around each answer and its end-of-turn token, and checks that the text it renders is unchanged;
+# - `SFTConfig` turns `bf16` and gradient checkpointing **on** by default: set both from the machine (bf16 only
+#   where the CPU has bf16 arithmetic, checkpointing only where activations do not fit);
+# - `packing` stays off: TRL packs with a padding-free strategy that relies on FlashAttention to keep the
+#   conversations in one row apart, and a CPU has none (notebook 07 shows what such a leak does);
+# - on a 4-bit base (QLoRA) SFTTrainer casts the LoRA weights to bf16; on a CPU without bf16 we cast them back.
+#
+# The data is the same 800 phrases as conversations. Then we check that both paths train exactly the same tokens,
+# example by example, before comparing what they learn.
+
+# %%
+from trl import SFTConfig, SFTTrainer
+
+from labhelpers.data import chat
+from labhelpers.errors import expect_error
+
+
+def to_messages(row):
+    return {"messages": [{"role": "user", "content": row["phrase"]}, {"role": "assistant", "content": row["tone"]}]}
+
+chat_train = data["train"].map(to_messages, remove_columns=data["train"].column_names)
+print(chat_train[0]["messages"])
+sft_args = SFTConfig(
+    output_dir=str(run_dir / "sft"), max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+    learning_rate=cfg.learning_rate, lr_scheduler_type="cosine", warmup_ratio=0.05, logging_steps=10,
+    save_strategy="no", report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=(device == "cpu"),
+    dataloader_num_workers=0,
+    assistant_only_loss=True, max_length=64, packing=False,          # what sections 2-5 trained
+    bf16=(dtype == torch.bfloat16), gradient_checkpointing=False,    # SFTConfig's defaults are True and True
+)
+sft_tokenizer = AutoTokenizer.from_pretrained(cfg.model_path, trust_remote_code=cfg.trust_remote_code)
+sft_tokenizer.pad_token = tokenizer.pad_token
+err = expect_error(ValueError, SFTTrainer, model=load_base(cfg.method), args=sft_args, processing_class=sft_tokenizer,
+                   train_dataset=chat_train.select(range(8)), peft_config=lora_config)
+print("without {% generation %} markers:", str(err).splitlines()[0][:150])
+sft_tokenizer.chat_template = chat.training_chat_template(sft_tokenizer)
+
+set_seed(cfg.seed)   # the LoRA weights start from the same draw as section 4's
+sft = SFTTrainer(model=load_base(cfg.method), args=sft_args, train_dataset=chat_train, processing_class=sft_tokenizer,
+                 peft_config=lora_config)
+lora_dtypes = sorted({str(p.dtype) for p in sft.model.parameters() if p.requires_grad})
+if dtype == torch.float32 and lora_dtypes != ["torch.float32"]:   # the 4-bit cast: back to fp32 on this CPU
+    for p in sft.model.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+print("LoRA weights after SFTTrainer:", lora_dtypes)
+
+# The same tokens, and the same ones trained (labels, -100 where the loss skips), in every example:
+sft_rows = sft.train_dataset
+same_ids = sum(a == b for a, b in zip(sft_rows["input_ids"], train_ds["input_ids"]))
+same_labels = sum(a == b for a, b in zip(sft_rows["labels"], train_ds["labels"]))
+print(f"{len(sft_rows)} examples; identical token ids: {same_ids}, identical labels: {same_labels}")
+assert len(sft_rows) == same_ids == same_labels == len(train_ds), "SFTTrainer must train the tokens section 2 trained"
+
+t0 = time.perf_counter()
+sft.train()
+sft_seconds = time.perf_counter() - t0
+sft_answers, sft_scores = evaluate(sft.model)
+paths = pd.DataFrame({"Trainer (sections 2-5)": {"accuracy": ft_scores["accuracy"], "train s": train_seconds},
+                      "SFTTrainer": {"accuracy": sft_scores["accuracy"], "train s": sft_seconds}}).T
+display(paths.round(3))
+if bar is not None:
+    assert sft_scores["accuracy"] >= bar, f"SFTTrainer's accuracy {sft_scores['accuracy']:.3f} < {bar}"
+    # the same tokens, data order and schedule: only the LoRA start and the loss's summation order differ
+    assert abs(sft_scores["accuracy"] - ft_scores["accuracy"]) <= 0.05, paths
+
+# %% [markdown]
+# The few lines that differ, side by side:
+#
+# | | `Trainer` (sections 2-5) | `SFTTrainer` |
+# |---|---|---|
+# | data | `chat_texts` + `tokenize_example`: ids and labels, prompt at -100 | `messages` conversations; `assistant_only_loss=True` and a template with `{% generation %}` |
+# | LoRA | `get_peft_model(base_model, lora_config)` | `peft_config=lora_config` |
+# | batches | `DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100)` | its own collator |
+# | settings | `TrainingArguments(...)` | `SFTConfig(..., max_length=64, packing=False, bf16=..., gradient_checkpointing=False)` |
+#
+# A conversation can hold a system prompt and several exchanges; `assistant_only_loss` trains every assistant
+# turn and nothing else. Here is one, with the tokens its loss sees:
+
+# %%
+conversation = [{"role": "system", "content": "Name the tone of each phrase."},
+                {"role": "user", "content": "We finally won the cup!"}, {"role": "assistant", "content": "joy"},
+                {"role": "user", "content": "The lights went out and something moved."},
+                {"role": "assistant", "content": "fear"}]
+ids, mask = chat.assistant_mask(sft_tokenizer, conversation, sft_tokenizer.chat_template)
+display(pd.DataFrame(list(zip(sft_tokenizer.convert_ids_to_tokens(ids), mask)), columns=["token", "trained"]).T)
+trained_text = sft_tokenizer.decode([i for i, m in zip(ids, mask) if m])
+assert trained_text.count(tokenizer.eos_token) == 2 and "joy" in trained_text and "fear" in trained_text
+assert "Name the tone" not in trained_text and "cup" not in trained_text
+print("trained:", repr(trained_text))
+
+# %% [markdown]
 # ### The learning rate: the chapter's 1e-5 to 1e-4, and this notebook's 1e-3
 #
 # The chapter recommends learning rates from 1e-5 to 1e-4; this notebook trains LoRA at 1e-3. Both are right,
@@ -356,6 +460,9 @@ print(exercises.check_lora_parameters(answer, load_base("lora"), r=16, module_na
 #   LoRA trains under 2 % of SmolLM2's parameters and lifts held-out accuracy to about 0.9 in 60 steps
 #   (about two minutes on a CPU).
 # - The knowledge came from pretraining: the test's feeling words were never in the fine-tuning data.
+# - `SFTTrainer` does sections 2-5 in a few lines on `messages` conversations. It trained exactly the same tokens
+#   here once the chat template marked the assistant's turns and `SFTConfig`'s bf16, checkpointing and packing
+#   defaults were set on purpose, and its accuracy came within a point of it (0.90 vs 0.91).
 # - An adapter is small, reloads exactly, and merges into a plain model for deployment (notebook 06).
 #
 # Next: **03 · QLoRA** (the same on a 4-bit base) and **04 · custom data**.
@@ -369,5 +476,6 @@ summary = {
     "steps_per_second": round(cfg.max_steps / train_seconds, 2), "final_train_loss": losses[-1],
     "trainable_params": trainable, "trainable_pct": round(100 * trainable / total, 3),
     "adapter_mb": round(adapter_mb, 3),
+    "sft_accuracy": sft_scores["accuracy"], "sft_train_seconds": round(sft_seconds, 1),
 }
 print(runs.write_metrics(run_dir, summary, params=cfg.to_dict(), notebook="02_lora"))
