@@ -22,8 +22,8 @@ NOTEBOOKS = {
         "title": "QLoRA", "default_model": TINY, "tiny_minutes": 3, "smollm2_minutes": 7,
         "summary": "NF4/FP4/int8 error, 4-bit footprints, QLoRA with batch 1 x accumulation 16 vs LoRA"},
     "04_custom_data": {
-        "title": "Custom data and run configs; the four task types", "default_model": TINY,
-        "tiny_minutes": 4, "smollm2_minutes": 9,
+        "title": "Custom data and run configs; the four task types", "default_model": SMOLLM2,
+        "tiny_minutes": 4, "smollm2_minutes": 4,
         "summary": "load, validate (report), template, split, YAML run config; classification, generation, "
                    "extraction, summarisation"},
     "05_evaluation": {
@@ -44,7 +44,7 @@ NOTEBOOKS = {
         "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                    "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {
-        "title": "The Olive workflow, executed", "default_model": TINY, "tiny_minutes": 4, "smollm2_minutes": 8,
+        "title": "The Olive workflow, executed", "default_model": SMOLLM2, "tiny_minutes": 4, "smollm2_minutes": 5,
         "summary": "olive finetune (LoRA, QLoRA), auto-opt to int4 ONNX Runtime GenAI, generate-adapter and "
                    "convert-adapters for two adapters on one base; every chapter command mapped to one that runs"},
 }

@@ -49,9 +49,13 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
         TINY: {"steps": {"qa_steps": 100, "task_steps": 150},
                "bars": {"min_margin": {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.3,
                                        "summarization": 0.3}}},
-        SMOLLM2: {"steps": {"qa_steps": 20, "task_steps": 20},
-                  "bars": {"min_margin": {"qa": 0.5, "classification": 0.5, "generation": 0.5, "extraction": 0.5,
-                                          "summarization": 0.5}}},
+        # measured (04's default, 237 s on 2 idle cores, 2026-12-02; 30 test rows a task), base -> tuned: Q&A exact
+        # match 0.00 -> 0.93, classification 0.00 -> 1.00, generation on-tone 0.10 -> 1.00, extraction field match
+        # 0.00 -> 1.00, summarisation ROUGE-L 0.15 -> 1.00. At 20 steps (40 rows): 0.95, 0.90, 0.93, 0.99, 1.00.
+        # Each margin sits 0.15-0.3 under the gap measured; an untrained adapter gains nothing.
+        SMOLLM2: {"steps": {"qa_steps": 14, "task_steps": 14},
+                  "bars": {"min_margin": {"qa": 0.7, "classification": 0.7, "generation": 0.7, "extraction": 0.7,
+                                          "summarization": 0.6}}},
     },
     "05": {
         TINY: {"steps": {"max_steps": 300, "qa_steps": 120, "resume_steps": 40, "eval_steps": 25,
@@ -130,9 +134,10 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
 
 #: Notebook 04, section 8: one run config on the tiny Llama and on SmolLM2, a task whose words the tiny corpus
 #: never holds (``labhelpers.data.world_data``, 30 held-out words, chance 1/3).
-#: Measured at 40 steps, seed 0: tiny 0.00 -> 0.00 (final train loss 4.6), SmolLM2 0.03 -> 1.00. The tiny bar is
-#: chance + 0.17 (a model that learned nothing useful stays under it); SmolLM2's allows 4 of 30 words wrong.
-WORLD_TASK = {"steps": {"world_steps": 40}, "bars": {"tiny_max": 0.50, "real_min": 0.85, "min_gap": 0.50}}
+#: Measured at 30 steps, seed 0: tiny 0.00 -> 0.00 (final train loss 7.1), SmolLM2 0.03 -> 1.00 (train loss 0.59;
+#: at 40 steps the same accuracies). The tiny bar is chance + 0.17 (a model that learned nothing useful stays under
+#: it); SmolLM2's allows 4 of 30 words wrong.
+WORLD_TASK = {"steps": {"world_steps": 30}, "bars": {"tiny_max": 0.50, "real_min": 0.85, "min_gap": 0.50}}
 
 
 def world_bars(real_model_path: str, world_steps: int) -> dict | None:
