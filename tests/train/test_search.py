@@ -35,7 +35,7 @@ def test_example_config_keeps_the_chapters_ranges():
     assert (r.type, r.low, r.high) == ("int", 8, 64)
     assert bs.choices == [8, 16, 32]
     assert (s.metric, s.direction, s.sampler, s.pruner) == ("accuracy", "maximize", "random", "median")
-    assert s.n_trials >= 1 and s.fixed["max_steps"] == 40 and s.fixed["lora_alpha_ratio"] == 2
+    assert s.n_trials >= 1 and s.fixed["max_steps"] == 150 and s.fixed["lora_alpha_ratio"] == 2
 
 
 @pytest.mark.parametrize("change, words", [
