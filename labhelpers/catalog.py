@@ -27,20 +27,20 @@ NOTEBOOKS = {
         "summary": "load, validate (report), template, split, YAML run config; classification, generation, "
                    "extraction, summarisation"},
     "05_evaluation": {
-        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 1.5, "smollm2_minutes": 5,
+        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 1.5, "smollm2_minutes": 4,
         "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, ROUGE; "
                    "resume; rubric"},
     "06_onnx_deployment": {
-        "title": "Deployment with ONNX Runtime", "default_model": SMOLLM2, "tiny_minutes": 2, "smollm2_minutes": 6.5,
+        "title": "Deployment with ONNX Runtime", "default_model": SMOLLM2, "tiny_minutes": 2, "smollm2_minutes": 5,
         "summary": "merge, export (optimum, GenAI fp32/int4), parity, size/speed/accuracy; switch LoRA adapters "
                    "at run time; the serve app; Olive auto-opt"},
     "07_troubleshooting": {
-        "title": "Troubleshooting", "default_model": TINY, "tiny_minutes": 4, "smollm2_minutes": 24,
+        "title": "Troubleshooting", "default_model": TINY, "tiny_minutes": 2.5, "smollm2_minutes": 24,
         "summary": "overfitting and its remedies; memory (checkpointing, accumulation, 4-bit, fit prediction); "
                    "padding vs packing, bf16 on CPU; poor results diagnosed; environment"},
     "08_advanced": {
         "title": "Advanced: multi-adapter, search, custom losses, batch runs, scale-out", "default_model": TINY,
-        "tiny_minutes": 4, "smollm2_minutes": 13,
+        "tiny_minutes": 2, "smollm2_minutes": 13,
         "summary": "two adapters on one base switched and combined; optuna search of the chapter's space; "
                    "contrastive and class-weighted losses; papermill grids; accelerate launch"},
     "09_olive": {

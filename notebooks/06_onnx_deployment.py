@@ -24,8 +24,8 @@
 # only worth reading on real weights (on the 3.7 M-parameter tiny Llama, fixed costs hide them all);
 # `-p model_name tiny` runs the same steps in about 2 minutes.
 #
-# **Time on 2 CPU cores:** about 6½ minutes (two short trainings, five exports of a 135 M model, 500 answers):
-# over the course's 5-minute budget, and the one notebook that is.
+# **Time on 2 CPU cores:** about 4-6½ minutes (two short trainings, five exports of a 135 M model, 500 answers;
+# 255 s and 380 s measured on two days, the slower one over the course's 5-minute budget).
 #
 # **Chapter:** Example 1's last step (`olive auto-opt` to ONNX Runtime GenAI for a CPU), the multi-adapter
 # section (several LoRA adapters on one base) and the conclusion's "plan deployment from the start". The

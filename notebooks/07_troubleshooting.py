@@ -35,7 +35,7 @@
 # makes each take seconds; `-p model_name smollm2-135m` shows which failures look different on a pretrained
 # model (its bars are its own, section by section).
 #
-# **Time on 2 CPU cores:** about 4 minutes (fifteen short trainings and some measurements); about 24 minutes
+# **Time on 2 CPU cores:** about 2-3 minutes (fifteen short trainings and some measurements); about 24 minutes
 # with `model_name smollm2-135m` (pass `--timeout 1800` to `python -m labhelpers course`).
 #
 # **Chapter:** Common challenges and solutions (overfitting, memory limits, slow training, poor
