@@ -274,7 +274,11 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
         f"{ta['gradient_accumulation_steps']} accumulation = {batch} rows per step"
         + (f" ({state.distributed_type.value} on {state.device.type}, {torch.get_num_threads()} thread(s) per process)"
            if world > 1 else ""))
-    log(f"text template: {cfg.text_template!r}")
+    if cfg.messages_field:
+        log(f"conversations: column {cfg.messages_field!r}, "
+            + ("assistant turns trained" if cfg.lab["response_only"] else "every token trained"))
+    else:
+        log(f"text template: {cfg.text_template!r}")
     if main:
         (out / "report.json").write_text(json.dumps({"summary": report.summary(), "label_counts": report.label_counts,
                                                      "issues": [str(i) for i in report.issues]}, indent=2))
