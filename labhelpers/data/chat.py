@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from trl.chat_template_utils import get_training_chat_template
+
 from labhelpers.data.records import Records, type_name
 from labhelpers.errors import ConfigError, DataError
 
@@ -102,9 +104,8 @@ def training_chat_template(tokenizer) -> str:
     patched = next((template.replace(turn, marked) for turn, marked in _PATCHES if turn in template), None)
     if patched is None:
         try:   # TRL's own training templates (Llama 3, Qwen, Gemma, Phi...)
-            from trl.chat_template_utils import get_training_chat_template
             patched = get_training_chat_template(tokenizer)
-        except (ValueError, ImportError) as err:
+        except ValueError as err:
             raise ConfigError(f"{tokenizer.name_or_path}: its chat template has no {{% generation %}} markers and "
                               "neither the course nor TRL knows how to add them. Write them around the assistant's "
                               "content, or use a prompt/completion dataset (its loss skips the prompt without "
