@@ -300,8 +300,11 @@ if bar is not None:
 #   them around each answer and its end-of-turn token, and checks that the text it renders is unchanged;
 # - `SFTConfig` turns `bf16` and gradient checkpointing **on** by default: set both from the machine (bf16 only
 #   where the CPU has bf16 arithmetic, checkpointing only where activations do not fit);
-# - `packing` stays off: TRL packs with a padding-free strategy that relies on FlashAttention to keep the
-#   conversations in one row apart, and a CPU has none (notebook 07 shows what such a leak does);
+# - `packing` stays off: these rows are short and alike, so padding to the batch's longest wastes little. TRL's
+#   packing joins conversations into one row and keeps them apart by their `position_ids`, which TRL trusts
+#   only with FlashAttention. With transformers 4.57 on a CPU they do stay apart inside `SFTTrainer` (it turns
+#   the cache off), but the same row fed to the model with its cache on leaks one conversation into the next
+#   (`tests/train/test_trl_packing.py`; notebook 07 shows the leak);
 # - on a 4-bit base (QLoRA) SFTTrainer casts the LoRA weights to bf16; on a CPU without bf16 we cast them back.
 #
 # The data is the same 800 phrases as conversations. Then we check that both paths train exactly the same tokens,
