@@ -31,6 +31,10 @@ from safetensors.numpy import load_file
 from labhelpers.errors import ConfigError, ModelError, OverwriteError
 
 PRECISIONS = ("fp32", "int4")
+#: Builder ``--extra_options`` that ``build_genai(options=...)`` passes on (the int4 speed/accuracy knobs
+#: bench/decode_bound.py measures); others are refused so a typo is not silently ignored by the builder.
+BUILDER_OPTIONS = ("block_size", "accuracy_level", "matmul_mixed_precision", "shared_embeddings",
+                   "prune_lm_head", "is_symmetric", "algo_config")
 #: What a runnable ORT GenAI folder must hold (og reads the tokenizer from tokenizer.json).
 GENAI_FILES = ("genai_config.json", "model.onnx", "tokenizer.json", "tokenizer_config.json")
 #: Files copied next to an optimum export so the folder runs on its own.
@@ -159,23 +163,33 @@ def _log_tail(text: str, lines: int = 15) -> str:
 
 def build_genai(merged_dir: str | Path, out_dir: str | Path, precision: str = "fp32",
                 adapter_dir: str | Path | None = None, runtime_adapters: bool = False,
-                timeout: float = 1800) -> Path:
+                timeout: float = 1800, options: dict | None = None) -> Path:
     """An ORT GenAI folder (model.onnx, genai_config.json, tokenizer) for CPU, made by the model builder.
 
     ``merged_dir`` is a merged model; with ``adapter_dir`` it is the *base* the adapter was trained on
     and the adapter is baked in as separate LoRA MatMuls. ``runtime_adapters=True`` then turns those
     weights into graph inputs (zero by default = the base model), so ``.onnx_adapter`` files written by
     ``write_onnx_adapter`` switch adapters at run time; ``adapter_dir`` is only the template that fixes
-    which modules have LoRA inputs (its own weights are not kept).
+    which modules have LoRA inputs (its own weights are not kept). ``options``: builder extra options
+    from ``BUILDER_OPTIONS``, e.g. ``{"block_size": 128, "accuracy_level": 4}`` (int4's defaults on CPU:
+    block 32, accuracy level 4).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not one of {PRECISIONS}")
+    extra: list[str] = []
+    for key, value in (options or {}).items():
+        if key not in BUILDER_OPTIONS:
+            raise ConfigError(f"options: {key!r} is not one of {BUILDER_OPTIONS}")
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not text or "=" in text or any(c.isspace() for c in text):
+            raise ConfigError(f"options[{key!r}]={value!r}: the builder takes KEY=VALUE with no '=' or spaces "
+                              "in the value")
+        extra.append(f"{key}={text}")
     out = _refuse_existing(out_dir)
     if runtime_adapters and adapter_dir is None:
         raise ConfigError("runtime_adapters=True needs adapter_dir: an adapter whose target modules the "
                           "graph gets LoRA inputs for (e.g. one trained with target_modules='all-linear')")
     src = _check_hf_dir(merged_dir, "merged_dir")
-    extra: list[str] = []
     if adapter_dir is not None:
         adapter = _check_peft_dir(adapter_dir).resolve()
         if any(c in str(adapter) for c in "=,"):

@@ -131,6 +131,26 @@ def test_builder_without_outputs_is_an_error_with_its_log(base, tmp_path, monkey
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
 
 
+def test_builder_options_reach_the_command_and_bad_ones_are_named(base, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="stopped here")
+
+    monkeypatch.setattr(export.subprocess, "run", fake_run)
+    with pytest.raises(ModelError, match="stopped here"):
+        export.build_genai(base, tmp_path / "out", precision="int4",
+                           options={"block_size": 128, "shared_embeddings": False})
+    cmd = calls[0]
+    assert cmd[cmd.index("--extra_options") + 1:] == ["block_size=128", "shared_embeddings=false"]
+    with pytest.raises(ConfigError, match="'blocksize' is not one of"):
+        export.build_genai(base, tmp_path / "out", "int4", options={"blocksize": 128})
+    with pytest.raises(ConfigError, match=r"options\['algo_config'\]='a=b'"):
+        export.build_genai(base, tmp_path / "out", "int4", options={"algo_config": "a=b"})
+    assert len(calls) == 1 and not (tmp_path / "out").exists()
+
+
 def test_int4_build_keeps_lora_matmuls_out_of_quantization(base, root, tmp_path):
     """A real int4 build with runtime adapters: base projections become MatMulNBits, the LoRA MatMuls stay
     float MatMuls fed by graph inputs, and an adapter loaded at run time changes the answers."""
