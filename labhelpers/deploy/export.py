@@ -171,8 +171,8 @@ def build_genai(merged_dir: str | Path, out_dir: str | Path, precision: str = "f
     weights into graph inputs (zero by default = the base model), so ``.onnx_adapter`` files written by
     ``write_onnx_adapter`` switch adapters at run time; ``adapter_dir`` is only the template that fixes
     which modules have LoRA inputs (its own weights are not kept). ``options``: builder extra options
-    from ``BUILDER_OPTIONS``, e.g. ``{"block_size": 128, "accuracy_level": 4}`` (int4's defaults on CPU:
-    block 32, accuracy level 4).
+    from ``BUILDER_OPTIONS``, e.g. ``{"block_size": 64, "accuracy_level": 4}`` (int4's defaults on CPU:
+    block 32, accuracy level 4; a tied embedding needs a block size that divides the hidden size).
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision={precision!r} is not one of {PRECISIONS}")
