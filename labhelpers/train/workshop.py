@@ -127,8 +127,8 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
         # path 0.81 (40 steps), Olive QLoRA 0.46 after 10 steps, Olive's int4 model + its int4 adapter 0.60 (a
         # drop of 0.14), 0.00 without the adapter. Those runs were on an Intel CPU with AMX; on an AMD EPYC without
         # AVX-512 (2026-12-02, same seed) Olive's adapter reached 0.99 and int4 + adapter 0.71: a drop of 0.28 (the
-        # same seed trains a different adapter on other matmul kernels). The bar allows 0.35 so both hold; "the adapter must be active"
-        # (int4 + adapter >= int4 alone + 0.3) still fails a broken export.
+        # same seed trains a different adapter on other matmul kernels). The bar allows 0.35 so both hold; "the
+        # adapter must be active" (int4 + adapter >= int4 alone + 0.3) still fails a broken export.
         SMOLLM2: {"steps": {"max_steps": 40, "qlora_steps": 10, "course_steps": 40},
                   "bars": {"min_accuracy": 0.6, "qlora_accuracy": 0.35, "course_accuracy": 0.75, "check_effects": True,
                            "max_int4_drop": 0.35}},
