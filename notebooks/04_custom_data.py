@@ -38,8 +38,8 @@
 # (labhelpers/train/workshop.py); min_margin asserts each run beats the base model by that margin on its
 # metric; a number sets one margin for all; None only reports.
 model_name = "smollm2-135m"
-qa_steps = "auto"          # LoRA steps for the Q&A run from the YAML config (SmolLM2: 14, tiny: 100)
-task_steps = "auto"        # LoRA steps for each of the four task runs (SmolLM2: 14, tiny: 150)
+qa_steps = "auto"          # LoRA steps for the Q&A run from the YAML config (SmolLM2: 10, tiny: 100)
+task_steps = "auto"        # LoRA steps for each of the four task runs (SmolLM2: 10, tiny: 150)
 learning_rate = 3e-3
 lora_r = 8
 lora_alpha = 16
@@ -52,7 +52,7 @@ output_dir = ""
 min_margin = "auto"
 # Section 8 trains the tiny Llama and this real model on a task whose words the tiny corpus never holds.
 world_model = "smollm2-135m"
-world_steps = 30           # LoRA steps for each of the two (bars apply from 30 steps: labhelpers/train/workshop.py)
+world_steps = 20           # LoRA steps for each of the two (bars apply from 20 steps: labhelpers/train/workshop.py)
 world_lr = 2e-3
 
 # %%
@@ -438,8 +438,8 @@ if world_bars is not None:
 
 # %% [markdown]
 # The tiny model's training loss stays high: every word of this task, the three labels included, is new to
-# it, so 30 steps teach it neither the words nor the format, and it answers nothing parseable (below
-# chance). SmolLM2 brings the words and the knowledge, and the same 30 steps teach it to put them in the
+# it, so 20 steps teach it neither the words nor the format, and it answers nothing parseable (below
+# chance). SmolLM2 brings the words and the knowledge, and the same 20 steps teach it to put them in the
 # answer's format: held-out words it never saw in this data are sorted right. Before you fine-tune a small
 # model for your own task, check that the base model knows the task's world: ask it a few held-out
 # questions in plain words first, and look at its loss on your data.
@@ -465,7 +465,7 @@ print(exercises.check_error_lines(answer, broken_report))
 #   whole path from a notebook or a shell, into a run folder it never overwrites.
 # - Each task type needs its own metric; all four beat the base model after about 20 seconds of LoRA each.
 # - Fine-tuning teaches a task and its format; the knowledge comes from the base model. On a task whose
-#   words it never saw, the tiny Llama learns nothing in 30 steps while SmolLM2 sorts held-out words right.
+#   words it never saw, the tiny Llama learns nothing in 20 steps while SmolLM2 sorts held-out words right.
 
 # %%
 total_seconds = time.perf_counter() - t_start

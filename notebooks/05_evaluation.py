@@ -21,7 +21,8 @@
 # wrong in interesting ways, and a pretrained model's base-vs-tuned gap is the real one. `-p model_name tiny`
 # runs the same cells on the course's tiny Llama.
 #
-# **Time on 2 CPU cores:** about 3-5 minutes (three short trainings; 159 s and 281 s measured on two days);
+# **Time on 2 CPU cores:** about 3-6 minutes (three short trainings; 159 s and 281 s measured on two days on an
+# Intel CPU with AMX, 358 s on an AMD EPYC without bf16, where training runs in fp32);
 # about 1½ minutes with `model_name tiny`.
 #
 # **Chapter:** Evaluation and monitoring (metrics, monitoring, human evaluation); Best practices → training.
@@ -32,7 +33,7 @@
 # local folder written by save_pretrained.
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 # Step counts and min_accuracy: "auto" takes the schedule and the bar measured for this model
-# (labhelpers/train/workshop.py; smollm2-135m: up to 60/16/6 steps, bar 0.85; tiny: 300/120/40, bar 0.90);
+# (labhelpers/train/workshop.py; smollm2-135m: up to 40/12/4 steps, bar 0.85; tiny: 300/120/40, bar 0.90);
 # a number sets it; None only reports.
 model_name = "smollm2-135m"
 max_steps = "auto"         # upper bound: early stopping may end the run sooner
@@ -41,6 +42,7 @@ early_stopping_patience = "auto"  # validations without improvement before stopp
 learning_rate = 1e-3
 lora_r = 8
 lora_alpha = 16
+lora_dropout = 0.0         # 0: its random masks took a third of each CPU step (notebook 02, section 4)
 batch_size = 8
 qa_steps = "auto"          # LoRA steps for the Q&A (generation) run
 resume_steps = "auto"      # length of the interrupt-and-resume demonstration
@@ -53,7 +55,7 @@ min_accuracy = "auto"
 
 # %%
 # Check the parameters first: a wrong one stops here, named.
-from labhelpers.checks import check_int
+from labhelpers.checks import check_fraction, check_int
 from labhelpers.models.presets import resolve_model
 from labhelpers.train import workshop
 from labhelpers.train.config import TrainConfig, accuracy_bar
@@ -69,6 +71,7 @@ for name, value, low in (("eval_steps", eval_steps, 1), ("early_stopping_patienc
                          ("qa_steps", qa_steps, 1), ("resume_steps", resume_steps, 2), ("n_test", n_test, 1),
                          ("n_validation", n_validation, 1), ("n_qa_test", n_qa_test, 1)):
     check_int(name, value, low=low)
+check_fraction("lora_dropout", lora_dropout, 0.0, 0.9, "0.05-0.1 is usual")
 bar = accuracy_bar(min_accuracy, cfg, "05", {k: schedule[k] for k in ("max_steps", "qa_steps")})
 print(workshop.describe("05", cfg.model_path))
 print(f"model {cfg.model_path}; up to {cfg.max_steps} steps, validation every {eval_steps}; accuracy bar {bar}")
@@ -134,8 +137,10 @@ print("outputs in", run_dir)
 
 # %%
 def lora_model():
-    base = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype)
-    return get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+    # eager attention on a CPU: sdpa's backward is slow there for short sequences (notebook 02, section 4)
+    base = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype,
+                                                attn_implementation=hardware.pick_attention())
+    return get_peft_model(base, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=lora_dropout,
                                            target_modules="all-linear", task_type="CAUSAL_LM"))
 
 collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
@@ -186,10 +191,10 @@ print(f"throughput {history['samples_per_s'].iloc[-1]:.1f} samples/s, {history['
       f"memory {history['memory_mb'].max():.0f} MB")
 
 # %% [markdown]
-# Read the curve before trusting the stop. SmolLM2's validation loss is lowest around step 20 and then rises
+# Read the curve before trusting the stop. SmolLM2's validation loss is lowest around step 25 and then rises
 # for a while (its training loss is near zero by then: it starts to memorise), so with patience 2 the run stops
-# two validations later and keeps step 20's weights. Patience trades steps for certainty: with
-# `-p early_stopping_patience 4` it runs on, and on this task the loss comes part of the way back by step 60.
+# two validations later, at step 35 of 40, and keeps step 25's weights. Patience trades steps for certainty:
+# with `-p early_stopping_patience 4 -p max_steps 60` it runs on, and the loss may come part of the way back.
 # The tiny Llama keeps improving almost to the end of its 300 steps.
 #
 # The same numbers went to TensorBoard. Start it with `tensorboard --logdir runs/` (from the project
@@ -251,6 +256,8 @@ qa_cfg = runconfig.load_config(REPO_ROOT / "configs" / "qa_lora.yaml").for_token
 qa_raw = json.loads(json.dumps(qa_cfg.raw))
 qa_raw["input_model"]["model_path"] = cfg.model_path
 qa_raw["passes"]["lora"]["training_args"].update(max_steps=qa_steps, save_steps=qa_steps, seed=cfg.seed)
+qa_raw["passes"]["lora"]["lora_dropout"] = lora_dropout  # as for the tone run
+qa_raw["lab"].update(eval_samples=8, max_new_tokens=8)  # the run's own check; this section scores n_qa_test below
 qa_raw["data_configs"][0]["load_dataset_config"]["data_files"] = qa_cfg.train_files
 qa_raw["output_dir"] = str(run_dir / "qa_run")
 qa_result = finetune.run(runconfig.from_dict(qa_raw, source="qa run"), log=None)

@@ -24,8 +24,9 @@
 # only worth reading on real weights (on the 3.7 M-parameter tiny Llama, fixed costs hide them all);
 # `-p model_name tiny` runs the same steps in about 2 minutes.
 #
-# **Time on 2 CPU cores:** about 4-6½ minutes (two short trainings, five exports of a 135 M model, 500 answers;
-# 255 s and 380 s measured on two days, the slower one over the course's 5-minute budget).
+# **Time on 2 CPU cores:** about 4-8 minutes (two short trainings, five exports of a 135 M model, 500 answers;
+# with 60-step adapters 255 s and 380 s on an Intel CPU with AMX; with today's 30 steps 488 s on an AMD EPYC
+# without bf16, where training runs in fp32: over the course's 5-minute budget there).
 #
 # **Chapter:** Example 1's last step (`olive auto-opt` to ONNX Runtime GenAI for a CPU), the multi-adapter
 # section (several LoRA adapters on one base) and the conclusion's "plan deployment from the start". The
@@ -38,8 +39,9 @@
 # llama-3.2-1b, phi-3.5-mini), a hub id (org/name) or a local folder written by save_pretrained (Llama-style).
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 # max_steps, qa_steps: "auto" takes the schedule measured for this model (labhelpers/train/workshop.py;
-# smollm2-135m: 60, 16; tiny: 300, 120).
-# min_accuracy: "auto" asserts that model's bar for the tone adapter (0.85 on both); a number sets it; None reports.
+# smollm2-135m: 30, 10; tiny: 300, 120).
+# min_accuracy: "auto" asserts that model's bar for the tone adapter (SmolLM2 0.80, tiny 0.85); a number sets it;
+# None reports.
 # max_int4_drop: "auto" asserts int4 accuracy at most that model's drop below PyTorch (SmolLM2 0.08, tiny 0.05).
 # threads: ONNX Runtime threads; 0 means as many as torch uses (it follows OMP_NUM_THREADS).
 model_name = "smollm2-135m"
@@ -150,7 +152,7 @@ def load_base(dtype=torch.float32, attention="sdpa"):
 # Training runs as fast as this machine allows (bench/train_efficiency.py measured each choice): bf16 where the
 # CPU has bf16 hardware (peft keeps the LoRA weights in fp32 either way, and everything we export starts from
 # the fp32 base), eager attention on a CPU (sdpa's backward is slow there for short sequences), and
-# lora_dropout 0 (its random masks took a third of each step; 60 steps on 800 phrases do not overfit).
+# lora_dropout 0 (its random masks took a third of each step; 30 steps on 800 phrases do not overfit).
 device = "cuda" if torch.cuda.is_available() else "cpu"
 train_dtype = hardware.pick_dtype(device)
 tone_model = get_peft_model(load_base(train_dtype, hardware.pick_attention(device)),

@@ -41,7 +41,7 @@
 # output_dir: empty means a new folder under runs/; an existing non-empty folder is refused.
 # Step counts, min_accuracy and check_effects: "auto" takes the schedule and bars measured for this model
 # (labhelpers/train/workshop.py). On the tiny Llama: 400/60/150 steps, Olive's LoRA adapter at least 0.9 (base
-# 0.0, chance 0.25); on SmolLM2 40/10/40 steps and 0.6; a number sets the bar; None only reports.
+# 0.0, chance 0.25); on SmolLM2 40/5/20 steps and 0.6; a number sets the bar; None only reports.
 # check_effects: True always asserts the measured effects; False only reports.
 model_name = "smollm2-135m"
 max_steps = "auto"         # olive finetune --max_steps (LoRA); see section 2 for why not the chapter's 100

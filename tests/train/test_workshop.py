@@ -45,7 +45,7 @@ def test_the_real_model_resolves_to_its_key_from_the_folder_and_the_hub_id():
 
 def test_auto_steps_resolve_per_model_and_numbers_pass_through():
     assert workshop.steps("02", TINY_PATH, max_steps="auto") == {"max_steps": 300}
-    assert workshop.steps("02", str(REAL_MODEL_DIR), max_steps="auto") == {"max_steps": 60}
+    assert workshop.steps("02", str(REAL_MODEL_DIR), max_steps="auto") == {"max_steps": 30}
     assert workshop.steps("02", TINY_PATH, max_steps=7) == {"max_steps": 7}
 
 
