@@ -20,12 +20,13 @@
 #   words the tiny model never saw.
 #
 # **Model:** SmolLM2-135M-Instruct by default: the four tasks are scored base vs fine-tuned, and a base that
-# already reads English is what makes a 14-step run a fair test of the data and the template. Section 8 trains
+# already reads English is what makes a 10-step run a fair test of the data and the template. Section 8 trains
 # the tiny Llama beside it to show why. `-p model_name tiny` runs the first seven sections on the tiny Llama
-# (about 4 minutes, 100-150 steps a task where SmolLM2 needs 14).
+# (about 4 minutes, 100-150 steps a task where SmolLM2 needs 10).
 #
-# **Time on 2 CPU cores:** about 4 minutes (seven short LoRA runs: the Q&A config and the four task types,
-# 14 steps each, then the same config on both models in section 8).
+# **Time on 2 CPU cores:** about 4-8 minutes (seven short LoRA runs: the Q&A config and the four task types,
+# 10 steps each, then the same config on both models in section 8; 4 minutes with 14 steps on an Intel CPU with
+# AMX, 13 on an AMD EPYC without bf16 with one thread beside another notebook, as `make test` runs it).
 #
 # **Chapter:** Example 2 (custom dataset + YAML config); Types of fine-tuning → task-specific; Best
 # practices → data.
@@ -463,7 +464,7 @@ print(exercises.check_error_lines(answer, broken_report))
 # - The last template field is the answer; EOS once; the prompt masked.
 # - A YAML config with Olive's names (`alpha`, `training_args`, `input_model: {type: HfModel}`) runs the
 #   whole path from a notebook or a shell, into a run folder it never overwrites.
-# - Each task type needs its own metric; all four beat the base model after about 20 seconds of LoRA each.
+# - Each task type needs its own metric; all four beat the base model after 10 LoRA steps each.
 # - Fine-tuning teaches a task and its format; the knowledge comes from the base model. On a task whose
 #   words it never saw, the tiny Llama learns nothing in 20 steps while SmolLM2 sorts held-out words right.
 

@@ -27,9 +27,11 @@
 # worth reading on real weights. `-p model_name tiny` runs the same commands on the tiny Llama in about 4 minutes
 # (it needs 400 Olive steps where SmolLM2 needs 40, because it knows far less to start from).
 #
-# **Time on 2 CPU cores:** about 5 minutes (301 s measured). Each Olive command spends about 20 s starting up;
-# one Olive LoRA step on SmolLM2 takes about 1.8 s at 4 pieces of 64 tokens, so the chapter's 100 steps alone
-# would take 3 minutes, and 40 already score about 0.7 (section 2).
+# **Time on 2 CPU cores:** about 5-8 minutes (301 s measured on an Intel CPU with AMX before the course's LoRA
+# and QLoRA runs were shortened; 11 minutes on an AMD EPYC without bf16 with one thread beside another notebook,
+# as `make test` runs it). Each Olive command spends about 20 s starting up; one Olive LoRA step on SmolLM2 takes
+# 1.8-3 s at 4 pieces of 64 tokens, so the chapter's 100 steps alone would take 3-5 minutes, and 40 already score
+# 0.7-0.99 (section 2).
 #
 # **Chapter:** Microsoft Olive; Example 1 (LoRA, then `auto-opt`), Example 3 (QLoRA), multi-adapter
 # deployment; Best practices → memory (`--per_device_train_batch_size 1 --gradient_accumulation_steps`).
@@ -211,7 +213,8 @@ print(f"last epoch figure {lora_log[-1]['epoch']:.2f} after {cfg.max_steps} step
 # Olive's log gives the loss and the epoch count. The loss stays high because most tokens are the phrases
 # themselves, which are hard to predict; the answer is a token or two in about twenty, so only a small share
 # of each step's gradient teaches the task. How many steps that takes depends on what the model knows:
-# SmolLM2, which already reads English, scores about 0.7 after 40 steps; the tiny Llama needs about 400
+# SmolLM2, which already reads English, scores 0.7-0.99 after 40 steps (the CPU's kernels decide where: the
+# same seed gave 0.74 on an Intel CPU with AMX and 0.99 on an AMD EPYC); the tiny Llama needs about 400
 # (at the chapter's 100 it has not learned the task yet). Pick the steps from a held-out score, as here,
 # not from the chapter.
 #

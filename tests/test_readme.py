@@ -45,3 +45,13 @@ def test_makefile_installs_torch_before_the_package():
     torch_at = make.index("$(TORCH_SPEC)")
     assert torch_at < make.index("pip install -e"), "torch must be installed first (an unpinned one is a CUDA build)"
     assert "TORCH_SPEC ?= torch==2.13.0" in make
+
+
+def test_make_test_runs_every_notebook_once_under_nbval():
+    make = (REPO_ROOT / "Makefile").read_text()
+    groups = [re.search(rf"^NBVAL_{job} := (.+)$", make, re.M).group(1).split() for job in "AB"]
+    stems = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(groups[0] + groups[1]) == stems, groups
+    assert not set(groups[0]) & set(groups[1])
+    for job in "AB":   # each job's list reaches pytest, and its exit status is checked
+        assert f"$(patsubst %,notebooks/%.ipynb,$(NBVAL_{job}))" in make and f"nbval-{job}.rc" in make

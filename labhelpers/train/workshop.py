@@ -53,9 +53,12 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
         # measured (04's default, 237 s on 2 idle cores, 2026-12-02; 30 test rows a task), base -> tuned: Q&A exact
         # match 0.00 -> 0.93, classification 0.00 -> 1.00, generation on-tone 0.10 -> 1.00, extraction field match
         # 0.00 -> 1.00, summarisation ROUGE-L 0.15 -> 1.00. At 20 steps (40 rows): 0.95, 0.90, 0.93, 0.99, 1.00.
-        # Each margin sits 0.15-0.3 under the gap measured; an untrained adapter gains nothing.
+        # Shortened to 10 steps on 2026-12-02 for CPUs without bf16 and measured there (AMD EPYC, 1 thread beside
+        # another notebook, as `make test` runs it): Q&A 0.00 -> 0.97, classification 0.00 -> 0.80, generation
+        # 0.10 -> 0.87, extraction 0.00 -> 0.85, summarisation 0.15 -> 0.98.
+        # Each margin sits 0.1-0.2 under the gap measured; an untrained adapter gains nothing.
         SMOLLM2: {"steps": {"qa_steps": 10, "task_steps": 10},
-                  "bars": {"min_margin": {"qa": 0.7, "classification": 0.7, "generation": 0.7, "extraction": 0.7,
+                  "bars": {"min_margin": {"qa": 0.7, "classification": 0.6, "generation": 0.6, "extraction": 0.6,
                                           "summarization": 0.6}}},
     },
     "05": {
@@ -132,8 +135,12 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
         # AVX-512 (2026-12-02, same seed) Olive's adapter reached 0.99 and int4 + adapter 0.71: a drop of 0.28 (the
         # same seed trains a different adapter on other matmul kernels). The bar allows 0.35 so both hold; "the
         # adapter must be active" (int4 + adapter >= int4 alone + 0.3) still fails a broken export.
+        # Shortened on 2026-12-02 for CPUs without bf16 and measured there (AMD EPYC, 1 thread beside another job,
+        # as `make test` runs it): Olive LoRA 0.99, int4 + adapter 0.71 (unchanged), the course's LoRA 0.82 after
+        # 20 steps (0.81 after 40), Olive QLoRA 0.35 after 5 steps (loss 5.03 -> 1.30; 0.46 after 10). The QLoRA
+        # bar sits over 0.25, what one label for every phrase scores; an untrained adapter scores 0.00 like the base.
         SMOLLM2: {"steps": {"max_steps": 40, "qlora_steps": 5, "course_steps": 20},
-                  "bars": {"min_accuracy": 0.6, "qlora_accuracy": 0.35, "course_accuracy": 0.75, "check_effects": True,
+                  "bars": {"min_accuracy": 0.6, "qlora_accuracy": 0.3, "course_accuracy": 0.75, "check_effects": True,
                            "max_int4_drop": 0.35}},
     },
 }
@@ -142,8 +149,9 @@ WORKSHOP: dict[str, dict[str, dict[str, dict]]] = {
 #: Notebook 04, section 8: one run config on the tiny Llama and on SmolLM2, a task whose words the tiny corpus
 #: never holds (``labhelpers.data.world_data``, 30 held-out words, chance 1/3).
 #: Measured at 30 steps, seed 0: tiny 0.00 -> 0.00 (final train loss 7.1), SmolLM2 0.03 -> 1.00 (train loss 0.59;
-#: at 40 steps the same accuracies). The tiny bar is chance + 0.17 (a model that learned nothing useful stays under
-#: it); SmolLM2's allows 4 of 30 words wrong.
+#: at 40 steps the same accuracies; at 20, the default since 2026-12-02, the same on an AMD EPYC, 1 thread).
+#: The tiny bar is chance + 0.17 (a model that learned nothing useful stays under it); SmolLM2's allows 4 of 30
+#: words wrong.
 WORLD_TASK = {"steps": {"world_steps": 20}, "bars": {"tiny_max": 0.50, "real_min": 0.85, "min_gap": 0.50}}
 
 
