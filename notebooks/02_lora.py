@@ -82,7 +82,6 @@ from transformers import (
     BitsAndBytesConfig,
     DataCollatorForSeq2Seq,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -94,7 +93,7 @@ from labhelpers.data.tone_data import TONES
 from labhelpers.evaluate import generation, metrics, plots
 from labhelpers.memory import hardware
 from labhelpers.paths import TONE_DATA_DIR
-from labhelpers.train import quantization
+from labhelpers.train import monitoring, quantization
 
 set_seed(cfg.seed)
 datasets.disable_progress_bars()      # the cells print what they did instead
@@ -364,18 +363,9 @@ same_labels = sum(a == b for a, b in zip(sft_rows["labels"], train_ds["labels"])
 print(f"{len(sft_rows)} examples; identical token ids: {same_ids}, identical labels: {same_labels}")
 assert len(sft_rows) == same_ids == same_labels == len(train_ds), "SFTTrainer must train the tokens section 2 trained"
 
-class StopAfter(TrainerCallback):
-    """Ends training after `steps` optimizer steps; the learning-rate schedule stays that of `max_steps`."""
-    def __init__(self, steps):
-        self.steps = steps
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.steps:
-            control.should_training_stop = True
-
-
 n_compare = min(sft_steps, cfg.max_steps)
-sft.add_callback(StopAfter(n_compare))
+# a TrainerCallback that sets control.should_training_stop at that step (labhelpers/train/monitoring.py)
+sft.add_callback(monitoring.StopAtStep(n_compare, save=False))
 t0 = time.perf_counter()
 sft.train()
 sft_seconds = time.perf_counter() - t0

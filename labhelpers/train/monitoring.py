@@ -117,17 +117,20 @@ class LiveMonitor(TrainerCallback):
 
 
 class StopAtStep(TrainerCallback):
-    """A Trainer callback that stops training after ``step`` (an interruption, made on purpose).
+    """A Trainer callback that stops training after ``step`` (an interruption, made on purpose); the
+    learning-rate schedule stays that of ``max_steps``.
 
-    Saves a checkpoint at that step first, as a run killed right after its last save would have.
+    With ``save`` (the default) it saves a checkpoint at that step first, as a run killed right after its last
+    save would have; ``save=False`` only stops (notebook 02 compares a run's first steps with another's).
     """
 
-    def __init__(self, step: int):
+    def __init__(self, step: int, save: bool = True):
         self.step = step
+        self.save = save
 
     def on_step_end(self, args, state, control, **kw):
         if state.global_step >= self.step:
-            control.should_save = True
+            control.should_save = control.should_save or self.save
             control.should_training_stop = True
         return control
 

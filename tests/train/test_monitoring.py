@@ -79,3 +79,16 @@ def test_interrupted_then_resumed_run_ends_like_an_uninterrupted_one(tiny_model_
     assert _losses(resumed)[-1] == pytest.approx(_losses(whole)[-1], rel=1e-5)
     for (n, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_stop_at_step_without_save_only_stops():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    state = SimpleNamespace(global_step=4)
+    control = StopAtStep(4, save=False).on_step_end(None, state, TrainerControl())
+    assert control.should_training_stop and not control.should_save
+    control = StopAtStep(4).on_step_end(None, state, TrainerControl())
+    assert control.should_training_stop and control.should_save
+    assert not StopAtStep(5, save=False).on_step_end(None, state, TrainerControl()).should_training_stop
