@@ -342,14 +342,22 @@ def test_olive_finetune_really_trains_an_adapter(seeded_olive):
 
 def test_olive_finetune_is_repeatable_only_with_torch_seeded(seeded_olive, tmp_path):
     """The same `olive finetune` from other folders: the same adapter bytes with torch_seed, others without
-    (Olive 0.13 creates the LoRA weights before anything seeds torch). Two more Olive starts, about 35 s."""
+    (Olive 0.13 creates the LoRA weights before anything seeds torch). Two more Olive starts, run at the same
+    time: each is mostly Olive's single-threaded start-up (about 15 s), so together they take little more than one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     _, first, _ = seeded_olive
     adapters = {"seeded_a": (first / "adapter" / "adapter_model.safetensors").read_bytes()}
-    for name, seed in (("seeded_b", 0), ("unseeded", None)):
+
+    def adapter_bytes(name, seed):
         work = tmp_path / name
         work.mkdir()
         out, _ = _seeded_finetune(work, torch_seed=seed)
-        adapters[name] = (out / "adapter" / "adapter_model.safetensors").read_bytes()
+        return (out / "adapter" / "adapter_model.safetensors").read_bytes()
+
+    with ThreadPoolExecutor(2) as pool:
+        jobs = {name: pool.submit(adapter_bytes, name, seed) for name, seed in (("seeded_b", 0), ("unseeded", None))}
+        adapters.update({name: job.result() for name, job in jobs.items()})
     assert adapters["seeded_a"] == adapters["seeded_b"]
     assert adapters["unseeded"] != adapters["seeded_a"]
 
