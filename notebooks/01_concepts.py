@@ -19,8 +19,8 @@
 # **Model:** the tiny Llama by default: the lesson is four methods side by side, five training runs, which
 # fit the 5-minute budget only on the tiny model; `-p model_name smollm2-135m` repeats them on real weights.
 #
-# **Time on 2 CPU cores:** about 3 minutes (five short training runs of 150 steps); 11-19 minutes
-# with `model_name smollm2-135m` (30 steps each; two runs on this machine took 11 and 19 minutes).
+# **Time on 2 CPU cores:** about 2 minutes (five short training runs of 150 steps; 3.6 on a CPU without bf16,
+# where training runs in fp32); 11-19 minutes with `model_name smollm2-135m` (30 steps each).
 #
 # **Chapter:** Introduction (transfer learning); Why fine-tuning matters; Types of fine-tuning.
 

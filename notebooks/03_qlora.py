@@ -17,8 +17,9 @@
 # this notebook's budget SmolLM2 gets 10 steps and only half learns the task (0.49); the tiny model shows
 # QLoRA matching LoRA. `-p model_name smollm2-135m` runs it on real weights.
 #
-# **Time on 2 CPU cores:** about 3 minutes (QLoRA training about 80 s, LoRA for comparison about 40 s);
-# about 7 minutes with `model_name smollm2-135m` (10 steps of 16 rows, about 20 s each in QLoRA).
+# **Time on 2 CPU cores:** about 1.5 minutes (QLoRA training about 45 s, LoRA for comparison about 20 s; 3.3
+# minutes on a CPU without bf16); about 7 minutes with `model_name smollm2-135m` (10 steps of 16 rows, about 20 s
+# each in QLoRA).
 #
 # **Chapter:** Types of fine-tuning → QLoRA; Example 3 (QLoRA with `--per_device_train_batch_size`,
 # `--max_steps 150`, `--logging_steps 50`); Best practices → resources (gradient checkpointing, accumulation).

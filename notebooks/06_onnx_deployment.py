@@ -24,9 +24,8 @@
 # only worth reading on real weights (on the 3.7 M-parameter tiny Llama, fixed costs hide them all);
 # `-p model_name tiny` runs the same steps in about 2 minutes.
 #
-# **Time on 2 CPU cores:** about 4-8 minutes (two short trainings, five exports of a 135 M model, 500 answers;
-# with 60-step adapters 255 s and 380 s on an Intel CPU with AMX; with today's 30 steps 488 s on an AMD EPYC
-# without bf16, where training runs in fp32: over the course's 5-minute budget there).
+# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8 on a CPU without bf16 (two short trainings, five exports
+# of a 135 M model, 500 answers); under 1 minute with `model_name tiny`.
 #
 # **Chapter:** Example 1's last step (`olive auto-opt` to ONNX Runtime GenAI for a CPU), the multi-adapter
 # section (several LoRA adapters on one base) and the conclusion's "plan deployment from the start". The

@@ -35,8 +35,8 @@
 # makes each take seconds; `-p model_name smollm2-135m` shows which failures look different on a pretrained
 # model (its bars are its own, section by section).
 #
-# **Time on 2 CPU cores:** about 2-3 minutes (fifteen short trainings and some measurements); about 24 minutes
-# with `model_name smollm2-135m` (pass `--timeout 1800` to `python -m labhelpers course`).
+# **Time on 2 CPU cores:** about 1.5 minutes (fifteen short trainings and some measurements; 3.4 on a CPU without
+# bf16); about 24 minutes with `model_name smollm2-135m` (pass `--timeout 1800` to `python -m labhelpers course`).
 #
 # **Chapter:** Common challenges and solutions (overfitting, memory limits, slow training, poor
 # performance); Best practices.

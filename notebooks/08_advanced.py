@@ -20,7 +20,8 @@
 # **Model:** the tiny Llama by default: a search and a grid are many runs, which fit the budget only on the
 # tiny model; `-p model_name smollm2-135m` runs the same search on real weights (its best trial scores 0.85).
 #
-# **Time on 2 CPU cores:** about 2 minutes (112 s); about 13 minutes with `model_name smollm2-135m`.
+# **Time on 2 CPU cores:** about 2 minutes (4 on a CPU without bf16); about 13 minutes with
+# `model_name smollm2-135m`.
 #
 # **Chapter:** Advanced techniques (multi-adapter training, hyperparameter optimisation, custom loss
 # functions); Best practices → resources.
