@@ -22,7 +22,7 @@ greedy tokens with PyTorch fp32's.
     .venv/bin/python bench/decode_bound.py [--new-tokens 128] [--repeats 2] [--prompts 2]
     (needs `make real-model`; ~6 min)
 
-Writes ``bench/results/decode_bound.{csv,md}``.
+Writes ``bench/results/decode_bound.{csv,md}`` (with ``--tag T``: ``decode_bound_T.*``).
 """
 
 import argparse
@@ -41,7 +41,7 @@ from labhelpers.data.templates import chat_texts
 from labhelpers.deploy import export
 from labhelpers.deploy.onnx_infer import GenAIModel, greedy_tokens, parity
 from labhelpers.errors import ModelError
-from labhelpers.memory.hardware import busy_processes, busy_warning, cpu_bf16_supported
+from labhelpers.memory.hardware import busy_processes, busy_warning, cpu_bf16_supported, cpu_name
 from labhelpers.paths import REAL_MODEL_DIR, REPO_ROOT, TONE_DATA_DIR
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -104,7 +104,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--tag", default="", help="suffix for the result files, e.g. the CPU: "
+                    "decode_bound_<tag>.md (results from another machine are kept)")
     args = ap.parse_args()
+    if args.tag and not args.tag.replace("-", "").isalnum():
+        ap.error(f"--tag {args.tag!r}: letters, digits and - only")
+    out = RESULTS / ("decode_bound" + (f"_{args.tag}" if args.tag else ""))
     if args.new_tokens < 2 or args.repeats < 1 or args.prompts < 1:
         ap.error("--new-tokens must be at least 2, --repeats and --prompts at least 1")
     if not (REAL_MODEL_DIR / "config.json").is_file():
@@ -188,11 +193,12 @@ def main() -> None:
         r["vs_pytorch_fp32"] = round(r["tokens_per_s"] / rows[0]["tokens_per_s"], 2)
         r["vs_best_pytorch"] = round(r["tokens_per_s"] / best_pt, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "decode_bound.csv").open("w", newline="") as fh:
+    with out.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    lines = [f"SmolLM2-135M-Instruct, {len(prompts)} prompts x {n} new tokens, batch 1, greedy, median of "
+    lines = [f"CPU: {cpu_name()}, bf16 hardware: {cpu_bf16_supported()}", "",
+             f"SmolLM2-135M-Instruct, {len(prompts)} prompts x {n} new tokens, batch 1, greedy, median of "
              f"{args.repeats} alternating repeats; {threads} threads unless said; read bandwidth "
              f"{bandwidth / 1e9:.1f} GB/s; KV cache counted at {positions:.0f} positions", "",
              "| backend | tokens/s | vs PyTorch fp32 | vs best PyTorch | MB read/token | bound tokens/s | "
@@ -201,7 +207,7 @@ def main() -> None:
               f"{r['MB_read_per_token']} | {r['bound_tokens_per_s']} | {r['fraction_of_bound']} | "
               f"{r['same_tokens']} |" for r in rows]
     lines += [f"| {name} | failed: {why} | | | | | | |" for name, why in failed.items()]
-    (RESULTS / "decode_bound.md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -24,7 +24,7 @@ could reach if it did nothing but its matmuls (measured on an AMD EPYC, 2 cores:
 models against 129 square, so the gap is not in the matmul shapes). A chart: ``train_efficiency.png``.
 
 Settings alternate (every setting once, then again) so load that comes and goes hits all alike. Writes
-``bench/results/train_efficiency.{csv,md}``.
+``bench/results/train_efficiency.{csv,md}`` (with ``--tag T``: ``train_efficiency_T.*``).
 
     .venv/bin/python bench/train_efficiency.py [--steps 4] [--repeats 2]   (needs `make real-model`; ~4 min)
 """
@@ -42,7 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, DataCollatorForSeq2Seq
 
-from labhelpers.memory.hardware import busy_processes, busy_warning, cpu_bf16_supported
+from labhelpers.memory.hardware import busy_processes, busy_warning, cpu_bf16_supported, cpu_name
 from labhelpers.paths import BASE_MODEL_DIR, REAL_MODEL_DIR, REPO_ROOT
 from labhelpers.train.quantization import keep_4bit_unpacked_on_cpu
 from labhelpers.train.tonetask import ToneTask
@@ -149,7 +149,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting and repeat")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--tag", default="", help="suffix for the result files, e.g. the CPU: "
+                    "train_efficiency_<tag>.md (results from another machine are kept)")
     args = ap.parse_args()
+    if args.tag and not args.tag.replace("-", "").isalnum():
+        ap.error(f"--tag {args.tag!r}: letters, digits and - only")
+    out = RESULTS / ("train_efficiency" + (f"_{args.tag}" if args.tag else ""))
     if args.steps < 1 or args.repeats < 1:
         ap.error("--steps and --repeats must be at least 1")
     warning = busy_warning(busy_processes())
@@ -192,24 +197,25 @@ def main() -> None:
                          "fraction_of_model_shape_gemm": round(gflops / shape_rates[(name, s[2], full)], 2),
                          "matmul_params_M": round(params[name] / 1e6, 1), "tokens_per_batch": round(tokens[name])})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with (RESULTS / "train_efficiency.csv").open("w", newline="") as fh:
+    with out.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
     head = ("| model | setting | s/step | vs the first setting | GFLOP/s | of the GEMM rate (its dtype) | "
             "of the fp32 GEMM rate | model-shape GEMM GFLOP/s | of the model-shape rate |")
-    lines = [f"GEMM (best square matmul): {gemm}; {torch.get_num_threads()} threads; "
+    lines = [f"CPU: {cpu_name()}, bf16 hardware: {cpu_bf16_supported()}", "",
+             f"GEMM (best square matmul): {gemm}; {torch.get_num_threads()} threads; "
              f"median of {args.repeats} x {args.steps} steps", "",
              head, "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['setting']} | {r['s_per_step']} | {r['vs_first']} | {r['gflop_s']} | "
               f"{r['fraction_of_gemm']} | {r['fraction_of_fp32_gemm']} | {r['model_shape_gemm_gflop_s']} | "
               f"{r['fraction_of_model_shape_gemm']} |" for r in rows]
-    (RESULTS / "train_efficiency.md").write_text("\n".join(lines) + "\n")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    chart(rows)
+    chart(rows, out.with_suffix(".png"))
 
 
-def chart(rows: list[dict]) -> None:
+def chart(rows: list[dict], path) -> None:
     """Achieved fraction of the fp32 GEMM rate and of the model-shape rate, per model and setting."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     for ax, model in zip(axes, MODELS):
@@ -224,7 +230,7 @@ def chart(rows: list[dict]) -> None:
     axes[0].invert_yaxis()
     axes[1].legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(RESULTS / "train_efficiency.png", dpi=100)
+    fig.savefig(path, dpi=100)
 
 
 if __name__ == "__main__":
