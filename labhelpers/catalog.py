@@ -19,7 +19,7 @@ NOTEBOOKS = {
         "tiny_minutes": 1.6, "smollm2_minutes": 19,
         "summary": "transfer learning; four methods measured side by side; low-rank updates; memory calculator"},
     "02_lora": {
-        "title": "LoRA fine-tuning", "default_model": SMOLLM2, "tiny_minutes": 0.5, "smollm2_minutes": 1.7,
+        "title": "LoRA fine-tuning", "default_model": SMOLLM2, "tiny_minutes": 0.5, "smollm2_minutes": 1.8,
         "summary": "LoRA on SmolLM2 for the tone task; compare with the base model, asked and not"},
     "03_qlora": {
         "title": "QLoRA", "default_model": TINY, "tiny_minutes": 1.3, "smollm2_minutes": 7,
