@@ -73,11 +73,12 @@ NBVAL_B := 01_concepts 03_qlora 05_evaluation 07_troubleshooting 09_olive
 NBVAL = LAB_RUNS_DIR=$(TEST_RUNS) OMP_NUM_THREADS=$$threads MKL_NUM_THREADS=$$threads \
 	$(VPY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env
 
-# Lint first (seconds); then both suites always run; the target fails if any failed.
+# Lint first (seconds); then both suites always run (the unit tests list their 10 slowest); the target fails if any
+# failed.
 test: venv olive-env browser real-model
 	@mkdir -p $(TEST_RUNS); status=0; \
 	$(VPY) -m ruff check labhelpers tests bench tools notebooks || status=1; \
-	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest tests || status=1; \
+	LAB_RUNS_DIR=$(TEST_RUNS) $(VPY) -m pytest tests --durations=10 || status=1; \
 	threads=$$(( $$(getconf _NPROCESSORS_ONLN) / 2 )); [ $$threads -ge 1 ] || threads=1; \
 	echo "nbval: two jobs at once, $$threads thread(s) each; lines start with the job's letter"; \
 	rm -f $(TEST_RUNS)/nbval-A.rc $(TEST_RUNS)/nbval-B.rc; \
