@@ -109,7 +109,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tag and not args.tag.replace("-", "").isalnum():
         ap.error(f"--tag {args.tag!r}: letters, digits and - only")
-    out = RESULTS / ("decode_bound" + (f"_{args.tag}" if args.tag else ""))
+    result_stem = RESULTS / ("decode_bound" + (f"_{args.tag}" if args.tag else ""))
     if args.new_tokens < 2 or args.repeats < 1 or args.prompts < 1:
         ap.error("--new-tokens must be at least 2, --repeats and --prompts at least 1")
     if not (REAL_MODEL_DIR / "config.json").is_file():
@@ -193,7 +193,7 @@ def main() -> None:
         r["vs_pytorch_fp32"] = round(r["tokens_per_s"] / rows[0]["tokens_per_s"], 2)
         r["vs_best_pytorch"] = round(r["tokens_per_s"] / best_pt, 2)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as fh:
+    with result_stem.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -207,7 +207,7 @@ def main() -> None:
               f"{r['MB_read_per_token']} | {r['bound_tokens_per_s']} | {r['fraction_of_bound']} | "
               f"{r['same_tokens']} |" for r in rows]
     lines += [f"| {name} | failed: {why} | | | | | | |" for name, why in failed.items()]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -154,7 +154,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.tag and not args.tag.replace("-", "").isalnum():
         ap.error(f"--tag {args.tag!r}: letters, digits and - only")
-    out = RESULTS / ("train_efficiency" + (f"_{args.tag}" if args.tag else ""))
+    result_stem = RESULTS / ("train_efficiency" + (f"_{args.tag}" if args.tag else ""))
     if args.steps < 1 or args.repeats < 1:
         ap.error("--steps and --repeats must be at least 1")
     warning = busy_warning(busy_processes())
@@ -197,7 +197,7 @@ def main() -> None:
                          "fraction_of_model_shape_gemm": round(gflops / shape_rates[(name, s[2], full)], 2),
                          "matmul_params_M": round(params[name] / 1e6, 1), "tokens_per_batch": round(tokens[name])})
     RESULTS.mkdir(parents=True, exist_ok=True)
-    with out.with_suffix(".csv").open("w", newline="") as fh:
+    with result_stem.with_suffix(".csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
@@ -210,9 +210,9 @@ def main() -> None:
     lines += [f"| {r['model']} | {r['setting']} | {r['s_per_step']} | {r['vs_first']} | {r['gflop_s']} | "
               f"{r['fraction_of_gemm']} | {r['fraction_of_fp32_gemm']} | {r['model_shape_gemm_gflop_s']} | "
               f"{r['fraction_of_model_shape_gemm']} |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    result_stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    chart(rows, out.with_suffix(".png"))
+    chart(rows, result_stem.with_suffix(".png"))
 
 
 def chart(rows: list[dict], path) -> None:
