@@ -19,8 +19,8 @@
 #   the tokens `Trainer` trained;
 # - save the adapter, reload it with `PeftModel.from_pretrained`, merge it, and check nothing changed.
 #
-# **Time on 2 CPU cores:** about 2 minutes on an Intel CPU with AMX bf16, 5 on a CPU without bf16, where training runs in fp32
-# (30 LoRA steps, eight more with SFTTrainer, five scoring passes); under 1 minute with `model_name tiny`.
+# **Time on 2 CPU cores:** about 2 minutes on an Intel CPU with AMX bf16, 5 on a CPU without bf16, where training runs
+# in fp32 (30 LoRA steps, eight more with SFTTrainer, five scoring passes); under 1 minute with `model_name tiny`.
 #
 # **Chapter:** Types of fine-tuning → LoRA; Example 1 (Olive CLI basic fine-tuning).
 

@@ -22,11 +22,11 @@
 # **Model:** SmolLM2-135M-Instruct by default: the four tasks are scored base vs fine-tuned, and a base that
 # already reads English is what makes a 10-step run a fair test of the data and the template. Section 8 trains
 # the tiny Llama beside it to show why. `-p model_name tiny` runs the first seven sections on the tiny Llama
-# (about 4 minutes, 100-150 steps a task where SmolLM2 needs 10).
+# (about 1.5 minutes, 100-150 steps a task where SmolLM2 needs 10).
 #
-# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8.5 on a CPU without bf16 (seven short LoRA runs: the Q&A
-# config and the four task types, 10 steps each, then the same config on both models in section 8; each task is
-# scored before and after on 30 held-out rows); 1.5 with `model_name tiny`.
+# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8.5 on a CPU without bf16 (seven short LoRA
+# runs: the Q&A config and the four task types, 10 steps each, then the same config on both models in section 8; each
+# task is scored before and after on 30 held-out rows); 1.5 with `model_name tiny`.
 #
 # **Chapter:** Example 2 (custom dataset + YAML config); Types of fine-tuning → task-specific; Best
 # practices → data.

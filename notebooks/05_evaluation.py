@@ -21,8 +21,8 @@
 # wrong in interesting ways, and a pretrained model's base-vs-tuned gap is the real one. `-p model_name tiny`
 # runs the same cells on the course's tiny Llama.
 #
-# **Time on 2 CPU cores:** about 2 minutes on an Intel CPU with AMX bf16, 6 on a CPU without bf16, where training runs in fp32
-# (three short trainings); under 1 minute with `model_name tiny`.
+# **Time on 2 CPU cores:** about 2 minutes on an Intel CPU with AMX bf16, 6 on a CPU without bf16, where training runs
+# in fp32 (three short trainings); under 1 minute with `model_name tiny`.
 #
 # **Chapter:** Evaluation and monitoring (metrics, monitoring, human evaluation); Best practices → training.
 

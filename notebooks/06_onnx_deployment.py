@@ -22,10 +22,10 @@
 #
 # **Model:** SmolLM2-135M-Instruct by default, because sizes, tokens/s and what int4 costs in accuracy are
 # only worth reading on real weights (on the 3.7 M-parameter tiny Llama, fixed costs hide them all);
-# `-p model_name tiny` runs the same steps in about 2 minutes.
+# `-p model_name tiny` runs the same steps in about 1 minute.
 #
-# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8 on a CPU without bf16 (two short trainings, five exports
-# of a 135 M model, 500 answers); under 1 minute with `model_name tiny`.
+# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8 on a CPU without bf16 (two short
+# trainings, five exports of a 135 M model, 500 answers); under 1 minute with `model_name tiny`.
 #
 # **Chapter:** Example 1's last step (`olive auto-opt` to ONNX Runtime GenAI for a CPU), the multi-adapter
 # section (several LoRA adapters on one base) and the conclusion's "plan deployment from the start". The

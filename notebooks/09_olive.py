@@ -24,12 +24,12 @@
 #
 # **Model:** SmolLM2-135M-Instruct by default, the nearest the course gets offline to the chapter's
 # Llama-3.2-1B-Instruct: Olive's steps, the int4 model's size and speed and what int4 costs in accuracy are only
-# worth reading on real weights. `-p model_name tiny` runs the same commands on the tiny Llama in about 4 minutes
+# worth reading on real weights. `-p model_name tiny` runs the same commands on the tiny Llama in about 2 minutes
 # (it needs 400 Olive steps where SmolLM2 needs 40, because it knows far less to start from).
 #
-# **Time on 2 CPU cores:** about 4 minutes on an Intel CPU with AMX bf16, 8 on a CPU without bf16; 2 with `model_name tiny`. Each
-# Olive command spends about 20 s starting up; one Olive LoRA step on SmolLM2 takes 1.8-3 s at 4 pieces of 64
-# tokens, so the chapter's 100 steps alone would take 3-5 minutes, and 40 already score 0.7-0.99 (section 2).
+# **Time on 2 CPU cores:** about 4 minutes on an Intel CPU with AMX bf16, 8 on a CPU without bf16; 2 with `model_name
+# tiny`. Each Olive command spends about 20 s starting up; one Olive LoRA step on SmolLM2 takes 1.8-3 s at 4 pieces of
+# 64 tokens, so the chapter's 100 steps alone would take 3-5 minutes, and 40 already score 0.7-0.99 (section 2).
 #
 # **Chapter:** Microsoft Olive; Example 1 (LoRA, then `auto-opt`), Example 3 (QLoRA), multi-adapter
 # deployment; Best practices → memory (`--per_device_train_batch_size 1 --gradient_accumulation_steps`).
