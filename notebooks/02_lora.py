@@ -456,8 +456,9 @@ reloaded_answers, _ = evaluate(reloaded)
 assert reloaded_answers == ft_answers, "a reloaded adapter must give the same answers"
 print("reloaded adapter: identical answers on", len(ft_answers), "prompts")
 
-unmerged_answers, _ = evaluate(PeftModel.from_pretrained(load_base("lora", torch.float32), adapter_dir))
-merged = PeftModel.from_pretrained(load_base("lora", torch.float32), adapter_dir).merge_and_unload()
+fp32_adapter = PeftModel.from_pretrained(load_base("lora", torch.float32), adapter_dir)
+unmerged_answers, _ = evaluate(fp32_adapter)
+merged = fp32_adapter.merge_and_unload()      # the same model, B A folded into W
 merged.save_pretrained(run_dir / "merged")    # safetensors
 tokenizer.save_pretrained(run_dir / "merged")
 merged_answers, merged_scores = evaluate(merged)
