@@ -22,7 +22,7 @@ here reads like an Olive config, and runs with ``python -m labhelpers finetune -
         modules_to_save: null
         training_args: {max_steps: 100, learning_rate: 0.002, per_device_train_batch_size: 8}
     output_dir: qa-run
-    lab: {validation_fraction: 0.15, response_only: true, seed: 0}   # this course's extras
+    lab: {validation_fraction: 0.15, response_only: true, seed: 0, precision: auto}   # this course's extras
 
 ``chat_template: {prompt: input, answer: output}`` (this course's extra) lets the model's own chat template
 write each row: the config then runs unchanged on any model with a chat template, and ``RunConfig.for_tokenizer``
@@ -75,7 +75,9 @@ DATA_CONFIG = {
 }
 LAB = {"validation_fraction": ((float,), 0.15), "label_field": ((str, type(None)), None),
        "response_only": ((bool,), True), "seed": ((int,), 0), "eval_samples": ((int,), 64),
-       "max_new_tokens": ((int,), 24)}
+       "max_new_tokens": ((int,), 24), "precision": ((str,), "auto")}
+#: lab.precision values: auto = bf16 where the device computes bf16 in hardware, else fp32
+PRECISIONS = ("auto", "fp32", "bf16")
 TOP = {"input_model": {"type": ((str,), "HfModel"), "model_path": ((str,), "tiny")},
        "data_configs": ((list,), None), "passes": ((dict,), None), "output_dir": ((str,), ""), "lab": LAB}
 REQUIRED = {"data_configs", "passes"}
@@ -218,6 +220,9 @@ def from_dict(values, source: str = "config", base_dir: str | Path | None = None
                           "(0, 1), e.g. 1e-4 for real models, 2e-3 for the tiny one")
     if not 0 < cfg["lab"]["validation_fraction"] < 1:
         raise ConfigError(f"{source}: lab.validation_fraction must be in (0, 1); 0.1-0.2 is usual")
+    if cfg["lab"]["precision"] not in PRECISIONS:
+        raise ConfigError(f"{source}: lab.precision={cfg['lab']['precision']!r} must be one of {', '.join(PRECISIONS)} "
+                          "(auto: bf16 where the hardware computes it, else fp32)")
 
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     _, train = data[lora["train_data_config"]]

@@ -39,6 +39,7 @@ import json
 import os
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,7 @@ from labhelpers.data.validation import Report, validate
 from labhelpers.errors import ConfigError, DataError, LabError, OverwriteError
 from labhelpers.evaluate.generation import generate_answers
 from labhelpers.evaluate.textmetrics import exact_match
-from labhelpers.memory.hardware import pick_attention
+from labhelpers.memory.hardware import pick_attention, pick_dtype
 from labhelpers.paths import runs_dir
 from labhelpers.runs import new_run_dir, write_metrics
 
@@ -138,6 +139,28 @@ def _launch_state():
         local = get_int_from_env(["LOCAL_WORLD_SIZE"], world)
         torch.set_num_threads(get_int_from_env(["OMP_NUM_THREADS"], max(1, (os.cpu_count() or 1) // local)))
     return PartialState(cpu=use_cpu), use_cpu
+
+
+def training_dtype(precision: str, device: str) -> torch.dtype:
+    """``lab.precision`` as the dtype a run loads and trains in. ``auto``: bf16 where ``device`` computes bf16 in
+    hardware (a CPU with AVX512-bf16/AMX, most GPUs), else fp32; a CPU without bf16 emulates it ~10x slower."""
+    if precision == "auto":
+        return torch.bfloat16 if pick_dtype(device) == torch.bfloat16 else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+
+
+@contextmanager
+def _mixed_precision_env(value: str):
+    """``ACCELERATE_MIXED_PRECISION=value`` inside the block (the Trainer's Accelerator reads it), restored after."""
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = before
 
 
 def leave_process_group() -> None:
@@ -303,9 +326,14 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
 
         tok_train = splits["train"].map(enc, remove_columns=splits["train"].column_names)
         tok_val = splits["validation"].map(enc, remove_columns=splits["validation"].column_names)
+    device = "cpu" if use_cpu else "cuda"
+    # bf16 where the hardware has it, as notebook 02 trains: a SmolLM2 LoRA step took 0.68x the fp32 time on an
+    # AMX CPU (bench/train_efficiency.py). The LoRA weights stay fp32 (peft's autocast_adapter_dtype).
+    dtype = training_dtype(cfg.lab["precision"], device)
+    log(f"precision: {'bf16' if dtype == torch.bfloat16 else 'fp32'} (lab.precision {cfg.lab['precision']})")
     # eager attention on a CPU: sdpa's CPU backward is the slow part of a short-sequence step (pick_attention)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32,
-                                                 attn_implementation=pick_attention("cpu" if use_cpu else "cuda"))
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=dtype,
+                                                 attn_implementation=pick_attention(device))
     lc = cfg.lora
     model = get_peft_model(model, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["lora_dropout"],
                                              target_modules=lc["target_modules"], modules_to_save=lc["modules_to_save"],
@@ -313,23 +341,27 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={lc['r']} alpha={lc['alpha']}: {trainable:,} of {total:,} parameters train")
     eval_steps = ta["eval_steps"]
-    args = SFTConfig(
-        output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
-        per_device_train_batch_size=ta["per_device_train_batch_size"],
-        per_device_eval_batch_size=ta["per_device_eval_batch_size"],
-        gradient_accumulation_steps=ta["gradient_accumulation_steps"], lr_scheduler_type=ta["lr_scheduler_type"],
-        warmup_ratio=ta["warmup_ratio"], weight_decay=ta["weight_decay"], max_grad_norm=ta["max_grad_norm"],
-        logging_steps=ta["logging_steps"], save_strategy="steps", save_steps=ta["save_steps"],
-        save_total_limit=ta["save_total_limit"], eval_strategy="steps" if eval_steps else "no",
-        eval_steps=eval_steps, seed=ta["seed"], data_seed=ta["seed"], report_to="none", use_cpu=use_cpu,
-        disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False,
-        # SFTConfig's own defaults are bf16 and gradient checkpointing on, and packing rows together (which
-        # needs FlashAttention to keep them apart): the run config decides instead.
-        bf16=False, gradient_checkpointing=False, packing=False, max_length=cfg.max_seq_len,
-        assistant_only_loss=assistant_only, dataset_num_proc=None,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
-                         processing_class=tokenizer, callbacks=[Progress(log), timer := StepTimer()])
+    # TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in os.environ, and every later Trainer
+    # with bf16=False in the process then trains under bf16 autocast anyway (transformers 4.57): set it for
+    # this run's Trainer and put it back.
+    with _mixed_precision_env("bf16" if dtype == torch.bfloat16 else "no"):
+        args = SFTConfig(
+            output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
+            per_device_train_batch_size=ta["per_device_train_batch_size"],
+            per_device_eval_batch_size=ta["per_device_eval_batch_size"],
+            gradient_accumulation_steps=ta["gradient_accumulation_steps"], lr_scheduler_type=ta["lr_scheduler_type"],
+            warmup_ratio=ta["warmup_ratio"], weight_decay=ta["weight_decay"], max_grad_norm=ta["max_grad_norm"],
+            logging_steps=ta["logging_steps"], save_strategy="steps", save_steps=ta["save_steps"],
+            save_total_limit=ta["save_total_limit"], eval_strategy="steps" if eval_steps else "no",
+            eval_steps=eval_steps, seed=ta["seed"], data_seed=ta["seed"], report_to="none", use_cpu=use_cpu,
+            disable_tqdm=True, dataloader_num_workers=0, ddp_find_unused_parameters=False,
+            # SFTConfig's own defaults are bf16 and gradient checkpointing on, and packing rows together (which
+            # needs FlashAttention to keep them apart): the run config and the hardware decide instead.
+            bf16=dtype == torch.bfloat16, gradient_checkpointing=False, packing=False, max_length=cfg.max_seq_len,
+            assistant_only_loss=assistant_only, dataset_num_proc=None,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=tok_train, eval_dataset=tok_val,
+                             processing_class=tokenizer, callbacks=[Progress(log), timer := StepTimer()])
 
     trainer.remove_callback(PrinterCallback)  # our one-line progress replaces its raw dicts
     t0 = time.perf_counter()
@@ -356,7 +388,8 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
                    "seconds_per_step": round(timer.steady(), 4),
                    "train_rows": len(tok_train), "validation_rows": len(tok_val), "trainable_params": trainable,
                    "data_warnings": len(report.warnings), "truncated_rows": report.n_truncated(),
-                   "world_size": world, "effective_batch_size": batch}
+                   "world_size": world, "effective_batch_size": batch,
+                   "precision": "bf16" if dtype == torch.bfloat16 else "fp32"}
         write_metrics(out, metrics, params=cfg.to_dict(), notebook=None)
         log(f"done in {seconds:.0f} s: eval_loss {eval_loss:.4f}, exact match {em:.3f} on {len(rows)} validation rows; "
             f"adapter in {out / 'adapter'}")

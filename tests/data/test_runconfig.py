@@ -54,6 +54,7 @@ def test_unknown_keys_are_named_with_their_path(path, key, hint):
     (("passes", "lora", "training_args", "max_steps"), 0, "max_steps=0 must be >= 1"),
     (("passes", "lora", "train_data_config"), "nope", "names no data config"),
     (("passes", "lora", "target_modules"), "q_proj", "'all-linear' or a list"),
+    (("lab", "precision"), "fp16", "lab.precision='fp16' must be one of auto, fp32, bf16"),
 ])
 def test_wrong_types_and_values_are_named(path, value, expect):
     values = _base()

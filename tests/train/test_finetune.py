@@ -8,12 +8,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from labhelpers import __main__ as cli
 from labhelpers.data import runconfig, task_data, templates
 from labhelpers.errors import ConfigError, DataError, OverwriteError
 from labhelpers.evaluate import textmetrics
+from labhelpers.memory import hardware
 from labhelpers.paths import REPO_ROOT
 from labhelpers.train import finetune
 
@@ -144,6 +146,30 @@ def test_the_template_path_trains_exactly_the_course_encoding(config_file):
     expected = [templates.encode(result.config.text_template, result.tokenizer, r, 48) for r in rows]
     assert result.trained["input_ids"] == [e["input_ids"] for e in expected]
     assert result.trained["labels"] == [e["labels"] for e in expected]
+
+
+def test_training_dtype_follows_lab_precision():
+    assert finetune.training_dtype("fp32", "cpu") == torch.float32
+    assert finetune.training_dtype("bf16", "cpu") == torch.bfloat16
+    auto = torch.bfloat16 if hardware.cpu_bf16_supported() else torch.float32
+    assert finetune.training_dtype("auto", "cpu") == auto
+
+
+def test_precision_is_the_configs_even_after_a_bf16_trainer_in_the_same_process(config_file, monkeypatch):
+    """TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 behind; an fp32 run must not train
+    under bf16 autocast because of it, and the variable is put back after the run."""
+    clean = finetune.run(config_file(max_steps=2, output="fp32", precision="fp32"), log=None)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    after_bf16 = finetune.run(config_file(max_steps=2, output="fp32-again", precision="fp32"), log=None)
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    bf16 = finetune.run(config_file(max_steps=2, output="bf16", precision="bf16"), log=None)
+    assert clean.metrics["precision"] == after_bf16.metrics["precision"] == "fp32"
+    assert after_bf16.metrics["final_train_loss"] == pytest.approx(clean.metrics["final_train_loss"], abs=1e-6)
+    assert after_bf16.metrics["eval_loss"] == pytest.approx(clean.metrics["eval_loss"], abs=1e-6)
+    # bf16 really trains otherwise (so the equality above can fail): weights in bf16, another loss
+    assert bf16.metrics["precision"] == "bf16"
+    assert bf16.model.get_base_model().model.embed_tokens.weight.dtype == torch.bfloat16
+    assert abs(bf16.metrics["eval_loss"] - clean.metrics["eval_loss"]) > 1e-5   # measured 8.5e-5
 
 
 def test_resume_ends_on_the_loss_of_an_uninterrupted_run(config_file):
