@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -85,6 +86,26 @@ def pick_dtype(device: str | torch.device | None = None) -> torch.dtype:
     if kind == "cpu":
         return torch.bfloat16 if cpu_bf16_supported() else torch.float32
     return torch.float32
+
+
+@contextmanager
+def mixed_precision_env(dtype: torch.dtype):
+    """Build a Trainer inside this block to train in ``dtype`` whatever trained before in the process.
+
+    ``TrainingArguments(bf16=True)`` leaves ``ACCELERATE_MIXED_PRECISION=bf16`` in ``os.environ``, and every later
+    Trainer built with bf16 off then trains under bf16 autocast anyway (transformers 4.57: its Accelerator reads
+    the variable). The block sets it from ``dtype`` and puts the old value back.
+    """
+    value = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "no")
+    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    os.environ["ACCELERATE_MIXED_PRECISION"] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
+        else:
+            os.environ["ACCELERATE_MIXED_PRECISION"] = before
 
 
 def pick_attention(device: str | torch.device | None = None) -> str:

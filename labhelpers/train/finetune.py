@@ -39,7 +39,6 @@ import json
 import os
 import statistics
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ from labhelpers.data.validation import Report, validate
 from labhelpers.errors import ConfigError, DataError, LabError, OverwriteError
 from labhelpers.evaluate.generation import generate_answers
 from labhelpers.evaluate.textmetrics import exact_match
-from labhelpers.memory.hardware import pick_attention, pick_dtype
+from labhelpers.memory.hardware import mixed_precision_env, pick_attention, pick_dtype
 from labhelpers.paths import runs_dir
 from labhelpers.runs import new_run_dir, write_metrics
 
@@ -147,20 +146,6 @@ def training_dtype(precision: str, device: str) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if pick_dtype(device) == torch.bfloat16 else torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
-
-
-@contextmanager
-def _mixed_precision_env(value: str):
-    """``ACCELERATE_MIXED_PRECISION=value`` inside the block (the Trainer's Accelerator reads it), restored after."""
-    before = os.environ.get("ACCELERATE_MIXED_PRECISION")
-    os.environ["ACCELERATE_MIXED_PRECISION"] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("ACCELERATE_MIXED_PRECISION", None)
-        else:
-            os.environ["ACCELERATE_MIXED_PRECISION"] = before
 
 
 def leave_process_group() -> None:
@@ -341,10 +326,7 @@ def run(config: RunConfig | str | Path, resume: bool = False, log=print) -> RunR
     trainable, total = model.get_nb_trainable_parameters()
     log(f"LoRA r={lc['r']} alpha={lc['alpha']}: {trainable:,} of {total:,} parameters train")
     eval_steps = ta["eval_steps"]
-    # TrainingArguments(bf16=True) leaves ACCELERATE_MIXED_PRECISION=bf16 in os.environ, and every later Trainer
-    # with bf16=False in the process then trains under bf16 autocast anyway (transformers 4.57): set it for
-    # this run's Trainer and put it back.
-    with _mixed_precision_env("bf16" if dtype == torch.bfloat16 else "no"):
+    with mixed_precision_env(dtype):   # not the leftover of an earlier bf16 Trainer in this process
         args = SFTConfig(
             output_dir=str(out / "checkpoints"), max_steps=ta["max_steps"], learning_rate=ta["learning_rate"],
             per_device_train_batch_size=ta["per_device_train_batch_size"],

@@ -39,6 +39,7 @@ from transformers import (
 from labhelpers.data.templates import IGNORE_INDEX
 from labhelpers.data.tone_data import TONES
 from labhelpers.evaluate.metrics import classification_scores
+from labhelpers.memory.hardware import mixed_precision_env
 from labhelpers.paths import BASE_MODEL_DIR, TONE_DATA_DIR
 from labhelpers.train.tonetask import ToneTask
 
@@ -277,8 +278,9 @@ def train_contrastive(model, tokenizer, pairs: list[dict], steps: int = 40, batc
     """
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = _args(tmp, steps, batch_size, lr, seed, schedule, remove_unused_columns=False)
-        trainer = ContrastiveTrainer(model=model, args=args, margin=margin,
+        with mixed_precision_env(torch.float32):   # fp32 even after a bf16 Trainer in this process
+            args = _args(tmp, steps, batch_size, lr, seed, schedule, remove_unused_columns=False)
+            trainer = ContrastiveTrainer(model=model, args=args, margin=margin,
                                          train_dataset=datasets.Dataset.from_list(pairs),
                                          data_collator=PairCollator(tokenizer, template=template))
         t0 = time.perf_counter()
@@ -406,7 +408,7 @@ def train_tone(rows: list[dict], weighted: bool, steps: int = 150, batch_size: i
     model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))
     weights = class_weights([row["tone"] for row in rows], TONES)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, mixed_precision_env(torch.float32):   # fp32 even after bf16 elsewhere
         if weighted:
             args = _args(tmp, steps, batch_size, lr, seed, remove_unused_columns=False)
             trainer = WeightedLossTrainer(model=model, args=args, train_dataset=ds,

@@ -50,6 +50,7 @@ from labhelpers.data.templates import chat_texts
 from labhelpers.errors import ConfigError
 from labhelpers.evaluate.generation import generate_answers
 from labhelpers.evaluate.metrics import classification_scores, parse_label
+from labhelpers.memory.hardware import mixed_precision_env
 from labhelpers.paths import BASE_MODEL_DIR
 from labhelpers.train.tonetask import ToneTask
 from labhelpers.yamlfile import read_yaml
@@ -393,17 +394,18 @@ def lora_tone_objective(model_path=None, tokenizer=None, task=None, eval_rows: i
                                                 task_type="CAUSAL_LM"))
         callback = ReportToTrial(trial)
         with tempfile.TemporaryDirectory(prefix="search-trial-") as out:
-            args = TrainingArguments(
-                output_dir=out, max_steps=int(s["max_steps"]), per_device_train_batch_size=int(s["batch_size"]),
-                per_device_eval_batch_size=32, learning_rate=float(s["learning_rate"]),
-                lr_scheduler_type=s["lr_scheduler_type"], warmup_ratio=s["warmup_ratio"],
-                weight_decay=s["weight_decay"], seed=seed, data_seed=seed,
-                # Validation loss only feeds the pruner: without a trial there is no one to tell.
-                eval_strategy="steps" if trial is not None else "no",
-                eval_steps=int(s["eval_steps"]), save_strategy="no", logging_strategy="no", report_to="none",
-                use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
-            trainer = Trainer(model=model, args=args, train_dataset=task.train, eval_dataset=eval_ds,
-                              data_collator=collator, callbacks=[callback])
+            with mixed_precision_env(torch.float32):   # fp32 even after a bf16 Trainer in this process
+                args = TrainingArguments(
+                    output_dir=out, max_steps=int(s["max_steps"]), per_device_train_batch_size=int(s["batch_size"]),
+                    per_device_eval_batch_size=32, learning_rate=float(s["learning_rate"]),
+                    lr_scheduler_type=s["lr_scheduler_type"], warmup_ratio=s["warmup_ratio"],
+                    weight_decay=s["weight_decay"], seed=seed, data_seed=seed,
+                    # Validation loss only feeds the pruner: without a trial there is no one to tell.
+                    eval_strategy="steps" if trial is not None else "no",
+                    eval_steps=int(s["eval_steps"]), save_strategy="no", logging_strategy="no", report_to="none",
+                    use_cpu=not torch.cuda.is_available(), disable_tqdm=True, dataloader_num_workers=0)
+                trainer = Trainer(model=model, args=args, train_dataset=task.train, eval_dataset=eval_ds,
+                                  data_collator=collator, callbacks=[callback])
             trainer.remove_callback(PrinterCallback)
             trainer.train()
         if callback.pruned_at is not None:

@@ -141,3 +141,25 @@ def test_attention_is_eager_on_a_cpu_and_sdpa_on_a_gpu(monkeypatch, cpu_only):
     assert hardware.pick_attention(torch.device("cuda", 0)) == "sdpa"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert hardware.pick_attention() == "sdpa"
+
+
+def test_mixed_precision_env_undoes_a_bf16_trainers_leftover(tmp_path, monkeypatch, tiny_model_dir):
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    TrainingArguments(output_dir=str(tmp_path / "a"), bf16=True, use_cpu=True, report_to="none")
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"   # what transformers leaves behind
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+    def fp32_trainer():
+        return Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "b"), use_cpu=True,
+                                                           report_to="none"))
+
+    assert fp32_trainer().accelerator.mixed_precision == "bf16"   # the trap: bf16 off, bf16 autocast on
+    with hardware.mixed_precision_env(torch.float32):
+        assert fp32_trainer().accelerator.mixed_precision == "no"
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"     # put back
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+    with hardware.mixed_precision_env(torch.bfloat16):
+        assert os.environ["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert "ACCELERATE_MIXED_PRECISION" not in os.environ          # absent before, absent after
