@@ -1,7 +1,8 @@
 """LoRA on the real SmolLM2-135M-Instruct: ``python -m labhelpers finetune`` against a plain PyTorch loop.
 
 Both train LoRA (r 8, the 7 projections, batch 8, lr 1e-3) from ``configs/smollm2_tone_lora.yaml`` on
-rows encoded the same way (``templates.encode``, answer-only labels), padded the same way. Runs alternate
+rows encoded the same way (``templates.encode``, answer-only labels), padded the same way, in the same dtype
+(the config's ``lab.precision``: bf16 where the CPU computes it) with eager attention. Runs alternate
 (CLI, loop, CLI, loop) so load that comes and goes hits both; the CLI's seconds per step come from its own
 ``metrics.json`` (``train_seconds / steps``: Trainer.train() with its logging and final save), the loop's
 from a timer around its steps. Prints both and the ratio within each back-to-back pair.
@@ -25,8 +26,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq
 
 from labhelpers.data import records, templates
 from labhelpers.data.runconfig import load_config
-from labhelpers.memory.hardware import busy_processes, busy_warning
+from labhelpers.memory.hardware import busy_processes, busy_warning, pick_attention
 from labhelpers.paths import REPO_ROOT
+from labhelpers.train.finetune import training_dtype
 
 CONFIG = REPO_ROOT / "configs" / "smollm2_tone_lora.yaml"
 
@@ -49,7 +51,9 @@ def run_cli(steps: int, tmp: Path) -> dict:
 def run_loop(steps: int, rows: list[dict], tokenizer) -> dict:
     cfg = load_config(CONFIG)
     set_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=torch.float32)
+    # the CLI's dtype and attention: bf16 weights where the CPU computes bf16 (lab.precision auto), eager attention
+    model = AutoModelForCausalLM.from_pretrained(cfg.model_path, dtype=training_dtype(cfg.lab["precision"], "cpu"),
+                                                 attn_implementation=pick_attention("cpu"))
     lc = cfg.lora
     model = get_peft_model(model, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["lora_dropout"],
                                              target_modules=lc["target_modules"], task_type="CAUSAL_LM"))
@@ -95,7 +99,8 @@ def main() -> None:
                 for kind in results:
                     results[kind][name].append(res[kind])
     print(f"SmolLM2-135M LoRA r=8, batch 8 x ~{loop['tokens'] / 8:.0f} tokens, {args.steps} steps x {args.repeats} "
-          f"alternating runs, {torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"alternating runs, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"{str(training_dtype(load_config(CONFIG).lab['precision'], 'cpu'))[6:]}")
     for kind, title in (("s_per_step", "wall time of the training call / steps (setup and final save included)"),
                         ("step", "median optimizer step after the first (forward, backward, update)")):
         print(f"-- {title}")

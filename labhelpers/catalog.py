@@ -9,7 +9,8 @@ TINY, SMOLLM2 = "tiny", "smollm2-135m"
 #: -p model_name smollm2-135m), measured one at a time on 2 idle cores of an Intel CPU with AMX bf16. Each default
 #: model's figure and the tiny Llama's everywhere: `make course` from a fresh clone on 2026-12-03 (the tiny runs of
 #: 02, 04, 05, 06, 09 with `-p model_name tiny` the same day); SmolLM2 on 00, 01, 03, 07, 08: earlier runs of the
-#: same schedules. A CPU without bf16 takes 2-3x longer (README).
+#: same schedules; 04 and 05 on SmolLM2 again on 2026-12-04, once ``finetune.run`` trained in bf16 where the CPU has
+#: it (`python -m labhelpers course --notebooks 04 05 06 08`). A CPU without bf16 takes 2-3x longer (README).
 NOTEBOOKS = {
     "00_setup": {
         "title": "Setup check", "default_model": TINY, "tiny_minutes": 0.1, "smollm2_minutes": 0.5,
@@ -26,11 +27,11 @@ NOTEBOOKS = {
         "summary": "NF4/FP4/int8 error, 4-bit footprints, QLoRA with batch 1 x accumulation 16 vs LoRA"},
     "04_custom_data": {
         "title": "Custom data and run configs; the four task types", "default_model": SMOLLM2,
-        "tiny_minutes": 1.4, "smollm2_minutes": 2.9,
+        "tiny_minutes": 1.4, "smollm2_minutes": 2.5,
         "summary": "load, validate (report), template, split, YAML run config; classification, generation, "
                    "extraction, summarisation"},
     "05_evaluation": {
-        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 0.4, "smollm2_minutes": 1.7,
+        "title": "Evaluation and monitoring", "default_model": SMOLLM2, "tiny_minutes": 0.4, "smollm2_minutes": 1.5,
         "summary": "early stopping, live curves, TensorBoard; F1, confusion, perplexity, BLEU, chrF, ROUGE; "
                    "resume; rubric"},
     "06_onnx_deployment": {

@@ -24,7 +24,7 @@
 # the tiny Llama beside it to show why. `-p model_name tiny` runs the first seven sections on the tiny Llama
 # (about 1.5 minutes, 100-150 steps a task where SmolLM2 needs 10).
 #
-# **Time on 2 CPU cores:** about 3 minutes on an Intel CPU with AMX bf16, 8.5 on a CPU without bf16 (seven short LoRA
+# **Time on 2 CPU cores:** about 2.5 minutes on an Intel CPU with AMX bf16, 8.5 on a CPU without bf16 (seven short LoRA
 # runs: the Q&A config and the four task types, 10 steps each, then the same config on both models in section 8; each
 # task is scored before and after on 30 held-out rows); 1.5 with `model_name tiny`.
 #
@@ -259,7 +259,8 @@ assert not set(qa_splits["train"]["input"]) & set(qa_splits["validation"]["input
 #
 # The chapter's YAML, with the names that really work in Olive's LoRA pass: `alpha` (not `lora_alpha`),
 # training settings under `training_args`, and `input_model: {type: HfModel}`. `lab:` holds this
-# course's extras. The same file runs from a shell with
+# course's extras; `lab.precision` (default `auto`) trains in bf16 where the CPU or GPU computes bf16 in
+# hardware, as notebook 02 does, and in fp32 elsewhere (`fp32` forces it). The same file runs from a shell with
 # `python -m labhelpers finetune --config qa_run.yaml` (see `configs/qa_lora.yaml`); a run never
 # writes into an existing run folder unless you pass `--resume`.
 
