@@ -281,8 +281,8 @@ def train_contrastive(model, tokenizer, pairs: list[dict], steps: int = 40, batc
         with mixed_precision_env(torch.float32):   # fp32 even after a bf16 Trainer in this process
             args = _args(tmp, steps, batch_size, lr, seed, schedule, remove_unused_columns=False)
             trainer = ContrastiveTrainer(model=model, args=args, margin=margin,
-                                         train_dataset=datasets.Dataset.from_list(pairs),
-                                         data_collator=PairCollator(tokenizer, template=template))
+                                             train_dataset=datasets.Dataset.from_list(pairs),
+                                             data_collator=PairCollator(tokenizer, template=template))
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
