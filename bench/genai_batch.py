@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnxruntime_genai as og
 from transformers import AutoTokenizer
 
 from labhelpers.data.templates import chat_texts
@@ -44,11 +45,9 @@ RESULTS = REPO_ROOT / "bench" / "results"
 BATCH_SIZES = (1, 8, 32, "groups")
 
 
-def batched_tokens(gm: GenAIModel, prompts: list[str], max_new: int, exact: bool) -> list[list[int]]:
-    """Greedy new tokens of every prompt in one og generator, prompts left-padded to the longest."""
-    og = gm._og
-    config = json.loads((gm.folder / "genai_config.json").read_text())["model"]
-    pad, eos = config["pad_token_id"], config["eos_token_id"]
+def batched_tokens(gm: GenAIModel, prompts: list[str], max_new: int, exact: bool, pad: int, eos: int
+                   ) -> list[list[int]]:
+    """Greedy new tokens of every prompt in one og generator, prompts left-padded with ``pad`` to the longest."""
     ids = [gm.encode(p) for p in prompts]
     width = max(map(len, ids))
     grid = np.full((len(ids), width), pad, dtype=np.int32)
@@ -94,6 +93,8 @@ def main() -> None:
         folder = export.build_genai(REAL_MODEL_DIR, Path(tmp) / "int4", "int4")
         print(f"built int4: {time.perf_counter() - t0:.0f} s")
         gm = GenAIModel(folder)
+        config = json.loads((folder / "genai_config.json").read_text())["model"]
+        pad, eos = config["pad_token_id"], config["eos_token_id"]
 
         lengths = [len(gm.encode(p)) for p in prompts]
 
@@ -104,11 +105,11 @@ def main() -> None:
                 out = [None] * len(prompts)
                 for n in sorted(set(lengths)):
                     idx = [i for i, k in enumerate(lengths) if k == n]
-                    for i, t in zip(idx, batched_tokens(gm, [prompts[i] for i in idx], max_new, exact)):
+                    for i, t in zip(idx, batched_tokens(gm, [prompts[i] for i in idx], max_new, exact, pad, eos)):
                         out[i] = t
                 return out
             return [t for i in range(0, len(prompts), batch)
-                    for t in batched_tokens(gm, prompts[i:i + batch], max_new, exact)]
+                    for t in batched_tokens(gm, prompts[i:i + batch], max_new, exact, pad, eos)]
 
         run(8, 2, False)   # warm-up
         seconds = {(c, b): [] for c in cases for b in BATCH_SIZES}
